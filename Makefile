@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make book   build the rendered book into _build/html (executes every chapter once)
+#   make test   unit tests + every chapter through nbmake + a strict book build
+# Both create the virtual environment .venv and install the project when needed.
+# PROFILE=full switches every chapter to the papers' settings (needs a GPU and time).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+STAGE := _build/stage
+NBMAKE := --nbmake --nbmake-timeout=1200 --overwrite
+export LANDMARKS_PROFILE := $(PROFILE)
+export MPLBACKEND := Agg
+
+.PHONY: book test unit notebooks checkpoints clean install benchmark
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[book,test]'
+	touch $@
+
+book: install
+	$(PY) scripts/book.py stage
+	$(PY) -m pytest $(STAGE)/notebooks $(NBMAKE) -p no:cacheprovider --junitxml=_build/notebooks.xml
+	$(PY) scripts/book.py runtimes _build/notebooks.xml
+	$(PY) scripts/book.py build
+
+test: install
+	$(PY) scripts/book.py stage
+	$(PY) -m pytest tests $(STAGE)/notebooks $(NBMAKE) -p no:cacheprovider --durations=15 --junitxml=_build/tests.xml
+	$(PY) scripts/book.py runtimes _build/tests.xml
+	$(PY) scripts/book.py build --strict
+
+unit: install
+	$(PY) -m pytest tests -q
+
+benchmark: install
+	$(PY) benchmarks/synthetic_rate.py
+
+clean:
+	rm -rf _build .pytest_cache

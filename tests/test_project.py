@@ -1,0 +1,60 @@
+"""The project's own files agree with one another."""
+import importlib
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_installs_the_project_with_the_pyproject_extras():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert len(pip_section) == 1, "environment.yml must install the project, not list packages"
+    extras = set(re.fullmatch(r"-e \.\[(.*)\]", pip_section[0]).group(1).split(","))
+    assert extras == set(project["optional-dependencies"])
+    conda_names = {re.split(r"[<>=]", d)[0] for d in env["dependencies"] if isinstance(d, str)}
+    assert conda_names == {"python", "pip"}, "dependencies belong in pyproject.toml"
+    python_floor = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    assert python_floor.split(">=")[1] == project["requires-python"].split(">=")[1]
+
+
+def test_runtime_dependencies_have_lower_bounds_only():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        assert ">=" in requirement and "<" not in requirement and "==" not in requirement, requirement
+
+
+def test_profile_switch(monkeypatch):
+    profile = importlib.import_module("landmarks.profile")
+    monkeypatch.delenv(profile.ENV_VARIABLE, raising=False)
+    assert profile.current().name == "quick"
+    monkeypatch.setenv(profile.ENV_VARIABLE, "FULL")
+    full = profile.current()
+    assert (full.image_size, full.width, full.epochs, full.batch_size) == (256, 1.0, 60, 16)
+    assert full.decay_epochs == (30, 50)
+    monkeypatch.setenv(profile.ENV_VARIABLE, "medium")
+    with pytest.raises(ValueError, match="medium"):
+        profile.current()
+
+
+def test_notebooks_are_stripped_and_use_python3():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks, "no chapters found"
+    import json
+    for path in notebooks:
+        notebook = json.loads(path.read_text())
+        assert notebook["metadata"]["kernelspec"]["name"] == "python3", path.name
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell["outputs"] and cell["execution_count"] is None, path.name
+
+
+def test_every_notebook_is_in_the_table_of_contents():
+    toc = (ROOT / "_toc.yml").read_text()
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        assert f"notebooks/{path.stem}" in toc, path.name
