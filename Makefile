@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
-STAGE := _build/stage
+STAGE := _stage
 NBMAKE := --nbmake --nbmake-timeout=1200 --overwrite
 export LANDMARKS_PROFILE := $(PROFILE)
 export MPLBACKEND := Agg
@@ -41,4 +41,4 @@ benchmark: install
 	$(PY) benchmarks/synthetic_rate.py
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build _stage .pytest_cache

@@ -1,12 +1,12 @@
 """Stage, time and build the book.
 
 The committed notebooks have no outputs. Each build executes them exactly once, through nbmake
-(pytest), on copies in ``_build/stage``; Jupyter Book then renders those executed copies without
+(pytest), on copies in ``_stage``; Jupyter Book then renders those executed copies without
 running them again. Usage (the Makefile calls these)::
 
-    python scripts/book.py stage                 # copy the book's sources into _build/stage
+    python scripts/book.py stage                 # copy the book's sources into _stage
     python scripts/book.py runtimes JUNIT.xml    # record each chapter's run time, show it in the book
-    python scripts/book.py build [--strict]      # render _build/stage into _build/html
+    python scripts/book.py build [--strict]      # render _stage into _build/html
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE = ROOT / "_build" / "stage"
+STAGE = ROOT / "_stage"  # not under _build: nbmake skips paths containing "_build"
 RUNTIMES = ROOT / "_build" / "runtimes.json"
 SOURCES = ("_toc.yml", "book", "notebooks")
 
@@ -49,12 +49,9 @@ def notebook_times(junit_path: Path) -> dict[str, float]:
     """Seconds per notebook from nbmake's JUnit report (one test case per notebook)."""
     times: dict[str, float] = {}
     for case in ElementTree.parse(junit_path).getroot().iter("testcase"):
-        name = case.get("file") or case.get("classname", "")
-        name = name.replace(".", "/") if not name.endswith(".ipynb") else name
-        stem = Path(name).name
-        if stem.endswith(".ipynb") or (STAGE / "notebooks" / f"{stem}.ipynb").exists():
-            stem = stem if stem.endswith(".ipynb") else f"{stem}.ipynb"
-            times[stem] = times.get(stem, 0.0) + float(case.get("time", 0.0))
+        name = case.get("name", "")
+        if name.endswith(".ipynb"):
+            times[name] = times.get(name, 0.0) + float(case.get("time", 0.0))
     return times
 
 
@@ -100,7 +97,7 @@ def build(strict: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("stage", help="copy the book's sources into _build/stage")
+    commands.add_parser("stage", help="copy the book's sources into _stage")
     timing = commands.add_parser("runtimes", help="record the chapters' run times from a JUnit report")
     timing.add_argument("junit", type=Path)
     building = commands.add_parser("build", help="render the staged book into _build/html")
