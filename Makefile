@@ -11,7 +11,6 @@ PROFILE ?= quick
 STAGE := _stage
 NBMAKE := --nbmake --nbmake-timeout=1200 --overwrite
 export LANDMARKS_PROFILE := $(PROFILE)
-export MPLBACKEND := Agg
 
 .PHONY: book test unit notebooks checkpoints clean install benchmark
 

@@ -186,3 +186,23 @@ def plot_ced(curves: Mapping[str, object], threshold: float = 0.1, ax: Axes | No
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def markdown_table(records: Sequence[Mapping[str, object]], digits: int = 3):
+    """A list of rows (dicts with the same keys) as a Markdown table that notebooks display.
+
+    Floats are printed with ``digits`` decimals; anything else with ``str``. Returns an
+    ``IPython.display.Markdown`` object, which Jupyter and the book render as a table.
+    """
+    from IPython.display import Markdown
+
+    if not records:
+        raise ValueError("markdown_table needs at least one row")
+    columns = list(records[0])
+
+    def cell(value: object) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in records]
+    return Markdown("\n".join(lines))

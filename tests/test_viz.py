@@ -124,3 +124,12 @@ def test_plot_ced_lines():
     assert labels == ["good (AUC@0.1 = 0.6000)", "bad (AUC@0.1 = 0.1250)"]
     fractions = viz.plot_ced({"good": curves["good"]}, percent=False)
     assert fractions.get_lines()[0].get_xdata()[-1] == pytest.approx(0.1)
+
+
+def test_markdown_table_formats_floats_and_keeps_column_order():
+    table = viz.markdown_table([{"name": "a", "nme": 0.12345, "n": 3}, {"name": "b", "nme": 1.0, "n": 4}],
+                               digits=2)
+    assert table.data.splitlines() == [
+        "| name | nme | n |", "|---|---|---|", "| a | 0.12 | 3 |", "| b | 1.00 | 4 |"]
+    with pytest.raises(ValueError):
+        viz.markdown_table([])
