@@ -57,3 +57,8 @@ def pixel_centres(height: int, width: int, dtype: torch.dtype = torch.float32) -
     ys = torch.arange(height, dtype=dtype) + PIXEL_CENTRE
     xs = torch.arange(width, dtype=dtype) + PIXEL_CENTRE
     return xs, ys
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a ``2 x 3`` affine map ``x -> A x + t`` to ``(..., 2)`` points (float64)."""
+    return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]

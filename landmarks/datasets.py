@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .coords import from_one_based
+from .coords import apply_affine, from_one_based
 from .formats import (WFLW_ATTRIBUTES, PathLike, read_aflw_mat, read_cofw_mat, read_pts,
                       read_wflw_list)
 from .layouts import AFLW, COFW, W300, WFLW, Layout, get_layout
@@ -101,11 +101,6 @@ def opencv_matrix(matrix: np.ndarray) -> np.ndarray:
     """
     linear, shift = matrix[:, :2], matrix[:, 2]
     return np.concatenate([linear, (shift + linear @ np.array([0.5, 0.5]) - 0.5)[:, None]], axis=1)
-
-
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a ``2 x 3`` affine map to ``(..., 2)`` points."""
-    return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
 
 
 def crop_and_resize(image: np.ndarray, landmarks: np.ndarray, box: np.ndarray, size: int

@@ -12,8 +12,6 @@ each file's own convention (1-based for ``.pts`` and ``.mat``, unchanged for WFL
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,6 +21,7 @@ import numpy as np
 from .coords import to_one_based, to_pixel_index
 from .formats import WFLW_ATTRIBUTES, PathLike, WFLWRecord, write_pts, write_wflw_list
 from .layouts import Layout, conversion_matrix, get_layout
+from .shape_model import default_shape_model
 
 __all__ = [
     "fake_shape", "fake_image", "write_cofw_mat", "write_aflw_mat",
@@ -55,12 +54,6 @@ _COFW_RECIPE: Recipe = [
 ]
 
 
-def _shape_model() -> dict:
-    text = resources.files("landmarks").joinpath("assets/shape_model_300w68.json").read_text()
-    model = json.loads(text)
-    return {key: np.asarray(model[key], dtype=np.float64) for key in ("mean", "std", "modes")}
-
-
 def _from_68(points: np.ndarray, recipe: Recipe) -> np.ndarray:
     iod = np.linalg.norm(points[45] - points[36])
     return np.stack([points[list(idx)].mean(axis=0) + (0.0, shift * iod) for idx, shift in recipe])
@@ -74,9 +67,8 @@ def fake_shape(layout: Layout | str, centre: Sequence[float], iod: float,
     inter-ocular distance ``iod`` and centred on ``centre``, converted to the other layouts.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
-    model = _shape_model()
-    weights = rng.normal(0.0, spread, size=model["std"].shape) * model["std"]
-    points = (model["mean"] + np.tensordot(weights, model["modes"], axes=1)) * iod + np.asarray(centre)
+    model = default_shape_model()
+    points = model.sample(rng.normal(0.0, spread, size=model.num_modes)) * iod + np.asarray(centre)
     name = get_layout(layout).name
     if name == "300w":
         return points

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from .coords import apply_affine
 
 #: File name of the packaged 300-W shape model.
 DEFAULT_MODEL = "shape_model_300w68.json"
@@ -135,11 +137,6 @@ def similarity_matrix(scale: float, roll_deg: float, centre: tuple[float, float]
     return np.array([[c, -s, centre[0]], [s, c, centre[1]]])
 
 
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 2 x 3 affine ``matrix`` to ``(..., 2)`` points."""
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
 def place_in_image(
     shape: np.ndarray, scale: float, roll_deg: float = 0.0, centre: tuple[float, float] = (0.0, 0.0)
 ) -> np.ndarray:
@@ -150,3 +147,9 @@ def place_in_image(
     in the library's continuous pixel coordinates (see :mod:`landmarks.coords`).
     """
     return apply_affine(similarity_matrix(scale, roll_deg, centre), np.asarray(shape, dtype=np.float64))
+
+
+@lru_cache(maxsize=1)
+def default_shape_model() -> ShapeModel:
+    """The packaged 300-W shape model, loaded once per process."""
+    return ShapeModel.load()

@@ -1,13 +1,13 @@
 """From :class:`FaceParams` to an image with its 68 landmarks: :func:`render_face`."""
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from ..shape_model import ShapeModel, apply_affine, similarity_matrix
+from ..coords import apply_affine
+from ..shape_model import ShapeModel, default_shape_model, similarity_matrix
 from . import geometry as g
 from . import scene
 from .canvas import Canvas
@@ -28,12 +28,6 @@ class RenderedFace(NamedTuple):
     image: np.ndarray
     landmarks: np.ndarray
     visible: np.ndarray
-
-
-@lru_cache(maxsize=1)
-def default_shape_model() -> ShapeModel:
-    """The packaged 300-W shape model (loaded once)."""
-    return ShapeModel.load()
 
 
 def face_shape(params: FaceParams, model: ShapeModel | None = None) -> np.ndarray:
