@@ -1,0 +1,122 @@
+"""Tasks: what the trainer needs to know about a head, without the head knowing about training.
+
+A task turns a batch into targets, scores the network's raw outputs with a loss, and decodes them
+into landmarks. It holds no weights. The trainer calls two methods:
+
+- ``task.loss(outputs, batch) -> dict`` with at least ``"total"`` (a scalar to minimise);
+- ``task.predict(outputs, batch) -> (B, N, 2)`` landmarks in pixels of the network input.
+
+The input size is read from ``batch["image"]``, so one task serves any image size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from .heatmaps import decode_heatmap, gaussian_heatmaps
+from .layouts import Layout, get_layout
+from .losses import coordinate_l1, coordinate_l2, heatmap_mse, iod_normalised_l2, pip_loss
+from .pip import decode_pip, mean_face, neighbour_indices, pip_targets
+
+Outputs = Mapping[str, Tensor]
+Batch = Mapping[str, Tensor]
+
+
+def _image_size(batch: Batch) -> tuple[int, int]:
+    height, width = batch["image"].shape[-2:]
+    return int(height), int(width)
+
+
+@dataclass
+class PIPTask:
+    """PIPNet: score map and in-cell offsets (paper eq. 1-4) plus neighbour regression.
+
+    Args:
+        net_stride: image pixels per cell of the head's output maps.
+        neighbours: ``(N, nb)`` neighbour indices (:func:`landmarks.pip.neighbour_indices`), or
+            ``None`` for plain PIP regression.
+        alpha, beta: weights of the score and offset terms of :func:`landmarks.losses.pip_loss`.
+        merge: at inference, average each landmark's own prediction with its neighbours' votes.
+    """
+
+    net_stride: int
+    neighbours: Tensor | None = None
+    alpha: float = 10.0
+    beta: float = 1.0
+    merge: bool = True
+
+    @classmethod
+    def from_training_shapes(cls, landmarks: Tensor, image_size: int | tuple[int, int], net_stride: int,
+                             num_neighbours: int = 10, **kwargs) -> "PIPTask":
+        """Neighbours from the mean face of ``(M, N, 2)`` training landmarks."""
+        face = mean_face(landmarks, image_size=image_size)
+        return cls(net_stride, neighbour_indices(face, num_neighbours) if num_neighbours else None, **kwargs)
+
+    def _neighbours(self, device: torch.device) -> Tensor | None:
+        return None if self.neighbours is None else self.neighbours.to(device)
+
+    def loss(self, outputs: Outputs, batch: Batch) -> dict[str, Tensor]:
+        landmarks = batch["landmarks"]
+        targets = pip_targets(landmarks, _image_size(batch), self.net_stride, self._neighbours(landmarks.device))
+        return pip_loss(outputs, targets, self.alpha, self.beta)
+
+    def predict(self, outputs: Outputs, batch: Batch) -> Tensor:
+        return decode_pip(outputs, _image_size(batch), self.net_stride, self._neighbours(outputs["score"].device),
+                          merge=self.merge)
+
+
+@dataclass
+class HeatmapTask:
+    """Heatmap regression ("Map Net"): Gaussian targets at ``net_stride``, MSE, arg-max decoding."""
+
+    net_stride: int
+    sigma: float | None = None
+    shift: float = 0.25
+
+    def loss(self, outputs: Outputs, batch: Batch) -> dict[str, Tensor]:
+        target = gaussian_heatmaps(batch["landmarks"], _image_size(batch), self.net_stride, self.sigma)
+        total = heatmap_mse(outputs["heatmaps"], target)
+        return {"heatmap": total, "total": total}
+
+    def predict(self, outputs: Outputs, batch: Batch) -> Tensor:
+        return decode_heatmap(outputs["heatmaps"], self.net_stride, shift=self.shift)
+
+
+_COORDINATE_LOSSES = ("l1", "l2", "iod-l2")
+
+
+@dataclass
+class CoordinateTask:
+    """Direct coordinate regression; the head predicts positions in units of the image size.
+
+    ``loss`` is ``"l1"``, ``"l2"`` (in those units) or ``"iod-l2"`` (mean point distance over the
+    inter-ocular distance, the fine-grained paper's baseline loss, which needs ``layout``).
+    """
+
+    loss_name: str = "l1"
+    layout: Layout | str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss_name not in _COORDINATE_LOSSES:
+            raise ValueError(f"unknown coordinate loss {self.loss_name!r}; choose one of {_COORDINATE_LOSSES}")
+        if self.loss_name == "iod-l2" and self.layout is None:
+            raise ValueError("the 'iod-l2' loss needs a layout (for the inter-ocular distance)")
+
+    def loss(self, outputs: Outputs, batch: Batch) -> dict[str, Tensor]:
+        height, width = _image_size(batch)
+        scale = outputs["coords"].new_tensor([width, height])
+        pred, target = outputs["coords"], batch["landmarks"] / scale
+        if self.loss_name == "l1":
+            total = coordinate_l1(pred, target)
+        elif self.loss_name == "l2":
+            total = coordinate_l2(pred, target)
+        else:
+            total = iod_normalised_l2(pred * scale, batch["landmarks"], get_layout(self.layout))
+        return {self.loss_name: total, "total": total}
+
+    def predict(self, outputs: Outputs, batch: Batch) -> Tensor:
+        height, width = _image_size(batch)
+        return outputs["coords"] * outputs["coords"].new_tensor([width, height])
