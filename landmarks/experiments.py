@@ -1,0 +1,159 @@
+"""Experiments: one description of a model that builds it, trains it, saves it and loads it again.
+
+A :class:`ModelSpec` names everything needed to rebuild a detector (head, trunk, stride, points,
+input size and, for PIPNet, the neighbour indices taken from the training mean face). The command
+line, the checkpoint script (``make checkpoints``) and the chapters all go through it, so a
+checkpoint always loads into the model that made it::
+
+    spec = ModelSpec("pip", net_stride=32)
+    model, task, history = train_spec(spec, train_data, val_data, profile)
+    save_trained("pip.pt", model, spec, history, metrics)
+    model, task, spec, stored = load_trained("pip.pt")
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .checkpoints import load_checkpoint, save_model
+from .layouts import Layout
+from .models import LandmarkModel, coordinate_net, heatmap_net, pipnet
+from .pip import mean_face, neighbour_indices
+from .profile import Profile
+from .tasks import CoordinateTask, HeatmapTask, PIPTask
+from .train import History, fit
+
+HEADS = ("pip", "heatmap", "coordinate")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines a detector.
+
+    Args:
+        head: ``"pip"``, ``"heatmap"`` or ``"coordinate"``.
+        num_points: landmarks per face.
+        depth, width: ResNet depth and channel multiplier of the trunk.
+        image_size: side of the square input in pixels.
+        net_stride: stride of the head's output maps (PIP: 16-128, heatmap: 1-4; unused for coordinates).
+        num_neighbours: PIPNet's neighbours per landmark (0 = plain PIP regression).
+        neighbours: the neighbour indices, filled in from the training shapes by :func:`with_neighbours`.
+        coordinate_loss: ``"l1"``, ``"l2"`` or ``"iod-l2"`` for the coordinate head.
+        layout: layout name, used by the ``"iod-l2"`` loss and for evaluation.
+        pretrained: start the trunk from ImageNet weights (downloads; never in the offline book).
+    """
+
+    head: str = "pip"
+    num_points: int = 68
+    depth: int = 18
+    width: float = 0.25
+    image_size: int = 128
+    net_stride: int = 32
+    num_neighbours: int = 10
+    neighbours: tuple[tuple[int, ...], ...] | None = None
+    coordinate_loss: str = "l1"
+    layout: str = "300w"
+    pretrained: bool = False
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
+
+    @classmethod
+    def from_profile(cls, profile: Profile, **fields: Any) -> "ModelSpec":
+        """A spec with the profile's trunk width and input size."""
+        return cls(width=profile.width, image_size=profile.image_size, **fields)
+
+    def to_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ModelSpec":
+        fields = dict(config)
+        if fields.get("neighbours") is not None:
+            fields["neighbours"] = tuple(tuple(int(i) for i in row) for row in fields["neighbours"])
+        return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
+
+
+def with_neighbours(spec: ModelSpec, train_landmarks: torch.Tensor) -> ModelSpec:
+    """Fill in PIPNet's neighbour indices from the mean face of ``(M, N, 2)`` training landmarks."""
+    if spec.head != "pip" or spec.num_neighbours == 0:
+        return replace(spec, neighbours=None)
+    face = mean_face(train_landmarks, image_size=spec.image_size)
+    indices = neighbour_indices(face, spec.num_neighbours)
+    return replace(spec, neighbours=tuple(tuple(row) for row in indices.tolist()))
+
+
+def build_model(spec: ModelSpec) -> LandmarkModel:
+    """The untrained network of ``spec``."""
+    common = dict(depth=spec.depth, width=spec.width, pretrained=spec.pretrained)
+    if spec.head == "pip":
+        return pipnet(spec.num_points, net_stride=spec.net_stride, num_neighbours=spec.num_neighbours, **common)
+    if spec.head == "heatmap":
+        return heatmap_net(spec.num_points, net_stride=spec.net_stride, **common)
+    return coordinate_net(spec.num_points, **common)
+
+
+def build_task(spec: ModelSpec) -> PIPTask | HeatmapTask | CoordinateTask:
+    """The loss and decoder of ``spec``'s head."""
+    if spec.head == "pip":
+        if spec.num_neighbours and spec.neighbours is None:
+            raise ValueError("a PIP spec with neighbours needs them filled in: call with_neighbours(spec, shapes)")
+        neighbours = torch.tensor(spec.neighbours) if spec.neighbours is not None else None
+        return PIPTask(spec.net_stride, neighbours)
+    if spec.head == "heatmap":
+        return HeatmapTask(spec.net_stride)
+    return CoordinateTask(spec.coordinate_loss, spec.layout)
+
+
+def training_landmarks(data: Dataset, limit: int = 2000) -> torch.Tensor:
+    """The ``(M, N, 2)`` landmarks of the first ``limit`` training samples (for the mean face)."""
+    return torch.stack([data[i]["landmarks"] for i in range(min(limit, len(data)))])
+
+
+def train_spec(spec: ModelSpec, train_data: Dataset, val_data: Dataset | None, profile: Profile, *,
+               seed: int = 0, checkpoint_dir: str | Path | None = None, progress: bool = True,
+               device: str = "cpu", **fit_options: Any) -> tuple[LandmarkModel, Any, ModelSpec, History]:
+    """Build and train ``spec`` with the profile's schedule; returns model, task, final spec, history."""
+    spec = with_neighbours(spec, training_landmarks(train_data)) if spec.head == "pip" else spec
+    torch.manual_seed(seed)
+    model, task = build_model(spec), build_task(spec)
+    options = dict(epochs=profile.epochs, batch_size=profile.batch_size, lr=profile.learning_rate,
+                   decay_epochs=profile.decay_epochs, decay=profile.decay, num_workers=profile.num_workers)
+    options.update(fit_options)
+    history = fit(model, task, train_data, val_data, seed=seed, checkpoint_dir=checkpoint_dir,
+                  layout=spec.layout, progress=progress, device=device, config=spec.to_config(), **options)
+    return model, task, spec, history
+
+
+def save_trained(path: str | Path, model: nn.Module, spec: ModelSpec, history: History | None = None,
+                 metrics: dict[str, Any] | None = None, command: str | None = None) -> Path:
+    """Save weights with the spec, the training history, evaluation metrics and the command that ran."""
+    extra = {"metrics": metrics or {}, "command": command or " ".join(sys.argv)}
+    return save_model(path, model, history, {"spec": spec.to_config(), **extra})
+
+
+def load_trained(path: str | Path, map_location: Any = "cpu"
+                 ) -> tuple[LandmarkModel, Any, ModelSpec, dict[str, Any]]:
+    """Rebuild the model saved by :func:`save_trained`; returns model, task, spec and the stored config."""
+    state = load_checkpoint(path, map_location=map_location)
+    config = state.get("config") or {}
+    if "spec" not in config:
+        raise ValueError(f"{path}: not a checkpoint written by save_trained (no model spec inside)")
+    spec = ModelSpec.from_config(config["spec"])
+    model = build_model(replace(spec, pretrained=False))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, build_task(spec), spec, config
+
+
+def layout_of(spec: ModelSpec) -> Layout:
+    from .layouts import get_layout
+
+    return get_layout(spec.layout)
