@@ -38,6 +38,11 @@ unit: install
 
 benchmark: install
 	$(PY) benchmarks/synthetic_rate.py
+	$(PY) benchmarks/heads_speed.py
+
+# Train and store the models the chapters load (skips those already stored with the same settings).
+checkpoints: install
+	$(PY) scripts/make_checkpoints.py
 
 clean:
 	rm -rf _build _stage .pytest_cache

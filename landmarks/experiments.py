@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .checkpoints import load_checkpoint, save_model
+from .checkpoints import load_checkpoint, normalise_config, save_model
 from .layouts import Layout
 from .models import LandmarkModel, coordinate_net, heatmap_net, pipnet
 from .pip import mean_face, neighbour_indices
@@ -141,7 +141,7 @@ def save_trained(path: str | Path, model: nn.Module, spec: ModelSpec, history: H
 
 def load_trained(path: str | Path, map_location: Any = "cpu"
                  ) -> tuple[LandmarkModel, Any, ModelSpec, dict[str, Any]]:
-    """Rebuild the model saved by :func:`save_trained`; returns model, task, spec and the stored config."""
+    """Rebuild a saved model; returns model, task, spec and the stored config (plus ``"history"``)."""
     state = load_checkpoint(path, map_location=map_location)
     config = state.get("config") or {}
     if "spec" not in config:
@@ -150,10 +150,98 @@ def load_trained(path: str | Path, map_location: Any = "cpu"
     model = build_model(replace(spec, pretrained=False))
     model.load_state_dict(state["model"])
     model.eval()
-    return model, build_task(spec), spec, config
+    return model, build_task(spec), spec, {**config, "history": state.get("history")}
 
 
 def layout_of(spec: ModelSpec) -> Layout:
     from .layouts import get_layout
 
     return get_layout(spec.layout)
+
+
+# --------------------------------------------------------------------------- data and stored models
+@dataclass(frozen=True)
+class SyntheticData:
+    """A synthetic data set by name: ``SyntheticData("studio", 2000, seed=100).build(128)``."""
+
+    domain: str = "studio"
+    length: int = 2000
+    seed: int = 0
+
+    def build(self, image_size: int) -> Dataset:
+        from .synthetic import SyntheticFaces
+
+        return SyntheticFaces(self.domain, image_size, length=self.length, seed=self.seed)
+
+
+def checkpoint_root() -> Path:
+    """Where stored models live: ``$LANDMARKS_CHECKPOINTS``, else the package's shipped ones."""
+    import os
+
+    return Path(os.environ.get("LANDMARKS_CHECKPOINTS", Path(__file__).parent / "assets" / "checkpoints"))
+
+
+def stored_model_config(spec: ModelSpec, profile: Profile, train: SyntheticData, test: SyntheticData) -> dict:
+    """What a stored model must match to be reused: the spec (before neighbours), schedule and data."""
+    schedule = {k: getattr(profile, k) for k in ("epochs", "batch_size", "learning_rate", "decay_epochs", "decay")}
+    return {"spec": spec.to_config(), "schedule": schedule, "train": asdict(train), "test": asdict(test)}
+
+
+def load_or_train_spec(name: str, spec: ModelSpec, profile: Profile, train: SyntheticData, test: SyntheticData,
+                       *, seed: int = 0, progress: bool = True, retrain: bool = False
+                       ) -> tuple[LandmarkModel, Any, ModelSpec, dict[str, Any]]:
+    """Load ``<checkpoint_root>/<profile>/<name>.pt`` if it was made with these settings, else train it.
+
+    Returns the model, its task, the final spec and the stored record (``"metrics"`` on ``test``,
+    ``"history"``, ``"command"``). Training evaluates on ``test`` and saves the result, so the next call
+    (and every later build of the book) loads it instead.
+    """
+    from .train import evaluate
+
+    path = checkpoint_root() / profile.name / f"{name}.pt"
+    wanted = stored_model_config(spec, profile, train, test)
+    if path.exists() and not retrain:
+        model, task, final_spec, stored = load_trained(path)
+        if stored.get("request") == normalise_config(wanted):
+            return model, task, final_spec, stored
+    train_data, test_data = train.build(spec.image_size), test.build(spec.image_size)
+    model, task, final_spec, history = train_spec(spec, train_data, None, profile, seed=seed, progress=progress)
+    result = evaluate(model, task, test_data, layout=spec.layout, batch_size=64)
+    metrics = {k: float(result[k]) for k in ("nme", "fr", "auc")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(path, model, history, {"spec": final_spec.to_config(), "request": normalise_config(wanted),
+                                      "metrics": metrics, "command": " ".join(sys.argv)})
+    return model, task, final_spec, {"metrics": metrics, "history": history.to_dict(), "request": wanted}
+
+
+# --------------------------------------------------------------------------- the book's models
+#: The detectors the chapters compare, all on the same trunk and data (PIPNet paper, Tables 1-2).
+BOOK_MODELS: dict[str, dict[str, Any]] = {
+    "coordinate": dict(head="coordinate"),
+    "heatmap_s4": dict(head="heatmap", net_stride=4),
+    "heatmap_s2": dict(head="heatmap", net_stride=2),
+    "heatmap_s1": dict(head="heatmap", net_stride=1),
+    "pip_s16": dict(head="pip", net_stride=16, num_neighbours=0),
+    "pip_s32": dict(head="pip", net_stride=32, num_neighbours=0),
+    "pip_s64": dict(head="pip", net_stride=64, num_neighbours=0),
+    "pip_s128": dict(head="pip", net_stride=128, num_neighbours=0),
+    "pipnet_s32": dict(head="pip", net_stride=32, num_neighbours=10),
+}
+
+
+def book_data(profile: Profile) -> tuple[SyntheticData, SyntheticData]:
+    """The training and test faces every book model uses (studio domain, disjoint seeds)."""
+    return SyntheticData("studio", profile.train_images, seed=100), SyntheticData("studio", profile.test_images, seed=101)
+
+
+def book_model(name: str, profile: Profile | None = None, progress: bool = True, retrain: bool = False
+               ) -> tuple[LandmarkModel, Any, ModelSpec, dict[str, Any]]:
+    """One of :data:`BOOK_MODELS`, loaded from its stored checkpoint or trained (and stored) now."""
+    from .profile import current
+
+    if name not in BOOK_MODELS:
+        raise KeyError(f"unknown book model {name!r}; known: {sorted(BOOK_MODELS)}")
+    profile = profile or current()
+    spec = ModelSpec.from_profile(profile, **BOOK_MODELS[name])
+    train, test = book_data(profile)
+    return load_or_train_spec(name, spec, profile, train, test, progress=progress, retrain=retrain)

@@ -70,7 +70,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from .checkpoints import (FORMAT, atomic_save, config_differences, describe_differences, load_checkpoint,
-                          load_model, normalise_config, provenance, save_model, unwrap)
+                          load_model, normalise_config, provenance, save_model)
 from .layouts import Layout, get_layout
 from .metrics import nme, summarise
 
