@@ -37,7 +37,7 @@ from .layouts import AFLW, COFW, W300, WFLW, Layout, get_layout
 
 __all__ = [
     "DATA_SOURCES", "OFFICIAL_SIZES", "crop_box", "crop_matrix", "opencv_matrix", "apply_affine",
-    "crop_and_resize", "LandmarkDataset", "load_300w", "load_wflw", "load_cofw", "load_aflw",
+    "crop_and_resize", "read_image", "LandmarkDataset", "load_300w", "load_wflw", "load_cofw", "load_aflw",
 ]
 
 #: Where each benchmark is published (named in the error raised for a missing root).
@@ -186,7 +186,7 @@ class LandmarkDataset(Dataset):
         source = self.images[index]
         if isinstance(source, np.ndarray):
             return _memory_image(source, self.names[index])
-        return _read_image(source)
+        return read_image(source)
 
     def to_original(self, points, index: int) -> np.ndarray:
         """Map ``(..., 2)`` points from item ``index``'s crop back to its original image."""
@@ -236,7 +236,7 @@ def _memory_image(image: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"{name}: expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
 
 
-def _read_image(path: PathLike) -> np.ndarray:
+def read_image(path: PathLike) -> np.ndarray:
     """Read a file as RGB uint8; grayscale becomes 3 channels. EXIF orientation is ignored
     (annotations refer to the stored pixel grid, as MATLAB's ``imread`` returns it)."""
     path = Path(path)

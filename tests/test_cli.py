@@ -1,0 +1,208 @@
+"""The command line: help texts, a tiny train -> evaluate -> predict round trip, and its errors."""
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from landmarks import cli
+from landmarks.coords import from_one_based, to_one_based
+from landmarks.datasets import DATA_SOURCES, LandmarkDataset
+from landmarks.experiments import HEADS, load_trained
+from landmarks.formats import read_pts, write_pts
+from landmarks.metrics import NORMS
+from landmarks.models.backbones import RESNET_SPECS
+from landmarks.synthetic import DOMAINS, SyntheticFaces
+
+#: The options each subcommand must offer, written out from the specification of the command line.
+OPTIONS = {
+    "train": ["--head", "--net-stride", "--neighbours", "--depth", "--width", "--image-size", "--coordinate-loss",
+              "--pretrained", "--data", "--domain", "--root", "--seed", "--train-size", "--val-size", "--epochs",
+              "--batch-size", "--lr", "--decay-epochs", "--num-workers", "--device", "--amp", "--checkpoint-dir",
+              "--output"],
+    "evaluate": ["MODEL.pt", "--data", "--domain", "--root", "--seed", "--size", "--split", "--json", "--batch-size",
+                 "--device"],
+    "predict": ["MODEL.pt", "IMAGE", "--box", "--box-scale", "--format", "--output", "--device"],
+}
+TINY = ["--image-size", "64", "--width", "0.25", "--train-size", "16", "--val-size", "8", "--epochs", "1",
+        "--batch-size", "8", "--device", "cpu", "--quiet"]
+
+
+def run(argv):
+    """``cli.main(argv)``'s return value and what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(argv)
+    return code, out.getvalue()
+
+
+def fails(argv, capsys) -> str:
+    """The error message of a command that must exit with status 2."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    return err
+
+
+def subparser(command: str):
+    """The argparse parser of one subcommand."""
+    return cli.build_parser()._subparsers._group_actions[0].choices[command]
+
+
+def points_of(text: str) -> np.ndarray:
+    return np.array([[float(v) for v in line.split()] for line in text.strip().splitlines()])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    code, out = run(["train", *TINY, "--output", str(folder / "tiny.pt")])
+    assert code == 0
+    return folder / "tiny.pt", out
+
+
+@pytest.fixture(scope="module")
+def face_png(tmp_path_factory):
+    """A 96 x 128 PNG: a 96-pixel synthetic face with grey bars left and right."""
+    face = SyntheticFaces("studio", 96, length=1, seed=7)[0]["image"].permute(1, 2, 0).numpy()
+    rgb = np.full((96, 128, 3), 128, np.uint8)
+    rgb[:, 16:112] = np.round(face * 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("image") / "face.png"
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path, rgb
+
+
+def expected_points(model_path, rgb, crop_box):
+    """The model run on the dataset code's crop of ``crop_box`` and mapped back by the dataset."""
+    model, task, spec, _ = load_trained(model_path)
+    data = LandmarkDataset([rgb], np.zeros((1, 68, 2)), "300w", boxes=np.array([crop_box]), size=spec.image_size,
+                           box_scale=1.0)
+    np.testing.assert_allclose(data.crop_boxes[0], crop_box)  # already square: kept as it is
+    sample = data[0]
+    with torch.no_grad():
+        crop_points = task.predict(model(sample["image"][None]), {"image": sample["image"][None]})[0]
+    return data.to_original(crop_points.numpy(), 0)
+
+
+def test_choices_match_the_library():
+    assert cli.HEADS == HEADS
+    assert set(cli.DOMAINS) == set(DOMAINS)
+    assert set(cli.REAL_DATASETS) == set(DATA_SOURCES)
+    assert set(cli.NORMS) == set(NORMS)
+    depth = next(action for action in subparser("train")._actions if action.dest == "depth")
+    assert set(depth.choices) == set(RESNET_SPECS)
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_help_explains_every_option(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, "--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    for option in OPTIONS[command]:
+        assert option in text, option
+    assert "example" in text
+    for action in subparser(command)._actions:
+        assert action.help, action.option_strings or action.dest
+
+
+def test_profile_switch_changes_the_defaults(monkeypatch):
+    monkeypatch.setenv("LANDMARKS_PROFILE", "quick")
+    quick = cli.build_parser().parse_args(["train"])
+    monkeypatch.setenv("LANDMARKS_PROFILE", "full")
+    full = cli.build_parser().parse_args(["train"])
+    assert (quick.image_size, quick.epochs) == (128, 8)
+    assert (full.image_size, full.width, full.epochs, full.batch_size, full.decay_epochs) == (256, 1.0, 60, 16,
+                                                                                            [30, 50])
+    assert cli.build_parser().parse_args(["train", "--epochs", "3"]).epochs == 3
+
+
+def test_evaluate_reproduces_the_stored_validation_nme(trained, tmp_path):
+    path, train_out = trained
+    _, _, spec, stored = load_trained(path)
+    assert (spec.image_size, spec.width, spec.head) == (64, 0.25, "pip")
+    assert stored["command"].startswith("python -m landmarks train") and "--val-size 8" in stored["command"]
+    shown = f"NME (inter-ocular): {100 * stored['metrics']['nme']:.3f} %"
+    assert shown in train_out
+    # the validation faces of 'train --seed 0' are the synthetic faces of seed 1
+    code, out = run(["evaluate", str(path), "--seed", "1", "--size", "8", "--batch-size", "4", "--device", "cpu",
+                     "--json", str(tmp_path / "result.json")])
+    assert code == 0
+    assert shown in out and "images: 8" in out and "FR@0.1" in out and "AUC@0.1" in out
+    report = json.loads((tmp_path / "result.json").read_text())
+    assert report["nme"] == pytest.approx(stored["metrics"]["nme"], abs=1e-6)
+    assert (report["images"], report["norm"]) == (8, "inter-ocular")
+
+
+def test_predict_whole_image_matches_the_model_and_draws(trained, face_png, tmp_path):
+    path, _ = trained
+    image, rgb = face_png
+    drawing = tmp_path / "drawn.png"
+    code, out = run(["predict", str(path), str(image), "--device", "cpu", "--output", str(drawing)])
+    assert code == 0
+    points = points_of(out)
+    assert points.shape == (68, 2)
+    # a 128 x 96 image made square around its centre (64, 48): side 128
+    np.testing.assert_allclose(points, expected_points(path, rgb, [0.0, -16.0, 128.0, 112.0]), atol=1e-3)
+    written = cv2.imread(str(drawing))
+    assert written is not None and written.shape[1] > written.shape[0]  # landscape, like the image
+
+
+def test_predict_box_and_pts_format(trained, face_png, tmp_path):
+    (path, _), (image, rgb) = trained, face_png
+    box = ["16", "8", "112", "88"]  # 96 x 80, centre (64, 48); x 1.2 -> a 115.2-pixel square
+    code, xy = run(["predict", str(path), str(image), "--box", *box, "--box-scale", "1.2", "--device", "cpu"])
+    assert code == 0
+    np.testing.assert_allclose(points_of(xy), expected_points(path, rgb, [6.4, -9.6, 121.6, 105.6]), atol=1e-3)
+    code, pts = run(["predict", str(path), str(image), "--box", *box, "--box-scale", "1.2", "--format", "pts",
+                     "--device", "cpu"])
+    (tmp_path / "face.pts").write_text(pts)
+    np.testing.assert_allclose(from_one_based(read_pts(tmp_path / "face.pts", 68)), points_of(xy), atol=1e-3)
+
+
+def test_train_and_evaluate_on_a_300w_folder(tmp_path):
+    """A folder in 300W's layout (synthetic faces with 1-based .pts files) goes through both commands."""
+    faces = SyntheticFaces("studio", 64, length=18, seed=3)
+    folders = ["afw", "helen/trainset", "lfpw/trainset", "helen/testset", "lfpw/testset", "ibug"]
+    for k in range(len(faces)):
+        folder = tmp_path / "300w" / folders[k % len(folders)]
+        folder.mkdir(parents=True, exist_ok=True)
+        face = faces[k]
+        rgb = np.round(face["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"{k}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        write_pts(folder / f"{k}.pts", to_one_based(face["landmarks"].double().numpy()))
+    model = tmp_path / "real.pt"
+    root = ["--data", "300w", "--root", str(tmp_path / "300w")]
+    code, out = run(["train", *root, *TINY[:4], "--epochs", "1", "--batch-size", "4", "--train-size", "4",
+                     "--val-size", "3", "--device", "cpu", "--quiet", "--output", str(model)])
+    assert code == 0 and "images: 3" in out  # 3 of the 9 faces of the 'test' split (3 folders x 3 faces)
+    code, out = run(["evaluate", str(model), *root, "--split", "challenge", "--device", "cpu"])
+    assert code == 0 and "300w challenge split" in out and "images: 3" in out
+
+
+def test_bad_input_exits_2_naming_the_problem(trained, face_png, tmp_path, capsys):
+    model, image = str(trained[0]), str(face_png[0])
+    missing = tmp_path / "no_face.jpg"
+    assert str(missing) in fails(["predict", model, str(missing)], capsys)
+    assert "no_root" in fails(["evaluate", model, "--data", "300w", "--root", str(tmp_path / "no_root")], capsys)
+    assert "--root" in fails(["train", "--data", "wflw"], capsys)
+    assert "--box" in fails(["predict", model, image, "--box", "50", "10", "20", "40"], capsys)
+    assert "missing.pt" in fails(["evaluate", str(tmp_path / "missing.pt")], capsys)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    assert "notes.png" in fails(["predict", model, str(not_an_image)], capsys)
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "landmarks", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert re.search(r"train .*\n.*evaluate .*\n.*predict", result.stdout)
