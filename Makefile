@@ -39,6 +39,7 @@ unit: install
 benchmark: install
 	$(PY) benchmarks/synthetic_rate.py
 	$(PY) benchmarks/heads_speed.py
+	$(PY) benchmarks/loader_vs_step.py
 
 # Train and store the models the chapters load (skips those already stored with the same settings).
 checkpoints: install
