@@ -300,7 +300,8 @@ def fit(model: nn.Module, task: Task, train_data: Dataset, val_data: Dataset | N
         seed: int = 0, checkpoint_dir: str | Path | None = None, resume: bool = True, num_workers: int = 0,
         persistent_workers: bool = False, drop_last: bool = True, device: str | torch.device = "cpu",
         amp: bool = False, deterministic: bool = False, layout: str | Layout | None = None, norm: str | None = None,
-        val_every: int = 1, progress: bool = True, config: Mapping[str, Any] | None = None) -> History:
+        val_every: int = 1, progress: bool = True, config: Mapping[str, Any] | None = None,
+        frozen_batchnorm: bool = False) -> History:
     """Train ``model`` in place on ``train_data`` for ``epochs`` epochs and return the history.
 
     Args:
@@ -321,6 +322,10 @@ def fit(model: nn.Module, task: Task, train_data: Dataset, val_data: Dataset | N
         progress: a tqdm bar and one summary line per epoch (rank 0 only).
         config: extra settings to store in checkpoints (the model's and data's description);
             a resumed run must pass the same.
+        frozen_batchnorm: keep every batch-norm layer in evaluation mode (its running statistics
+            fixed, its scale and shift still trained). Needed when all images of a batch are alike,
+            e.g. the black-image experiment, where batch statistics have no variance and batch norm
+            divides by sqrt(eps).
 
     Raises:
         FloatingPointError: a loss component became NaN or infinite.
@@ -337,7 +342,8 @@ def fit(model: nn.Module, task: Task, train_data: Dataset, val_data: Dataset | N
                         weight_decay=weight_decay, seed=seed, drop_last=drop_last, world_size=process.world_size,
                         model=type(model).__name__, task=type(task).__name__, num_workers=num_workers,
                         persistent_workers=persistent_workers, device=str(device), amp=amp,
-                        deterministic=deterministic, val_every=val_every, user=normalise_config(config))
+                        deterministic=deterministic, val_every=val_every, frozen_batchnorm=frozen_batchnorm,
+                        user=normalise_config(config))
         return _fit(model, task, train_data, val_data, settings, process, device,
                     checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None, resume=resume,
                     layout=layout, norm=norm, progress=progress)
@@ -405,7 +411,8 @@ def _fit(model: nn.Module, task: Task, train_data: Dataset, val_data: Dataset | 
             generator.manual_seed(_epoch_seed(s["seed"], epoch, process.rank))
             sampler.set_epoch(epoch)
             record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-            record.update(_train_epoch(net, task, loader, optimizer, scaler, device, use_amp, process, epoch, bar))
+            record.update(_train_epoch(net, task, loader, optimizer, scaler, device, use_amp, process, epoch, bar,
+                                       frozen_batchnorm=s.get("frozen_batchnorm", False)))
             step += steps
             scheduler.step()
             if process.distributed:  # every rank ends the epoch with rank 0's buffers (batch-norm statistics)
@@ -431,9 +438,13 @@ def _fit(model: nn.Module, task: Task, train_data: Dataset, val_data: Dataset | 
 
 def _train_epoch(net: nn.Module, task: Task, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, device: torch.device, use_amp: bool, process: _Process, epoch: int,
-                 bar) -> dict[str, float]:
+                 bar, frozen_batchnorm: bool = False) -> dict[str, float]:
     """One pass over ``loader``; the record's loss means, times and throughput (over all processes)."""
     net.train()
+    if frozen_batchnorm:
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     sums: dict[str, float] = {}
     images, data_seconds, steps = 0, 0.0, len(loader)
     start = waiting = time.perf_counter()

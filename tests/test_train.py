@@ -233,3 +233,16 @@ def test_synthetic_faces_with_a_tiny_cnn(tmp_path):
     assert history[-1]["loss_total"] < history[0]["loss_total"]
     assert 0 < history[-1]["val_nme"] < 1  # the 300W layout (inter-ocular) comes from the dataset
     assert checkpoints.load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 2
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_frozen_batchnorm_keeps_running_statistics_but_trains_the_affine_part(frozen):
+    torch.manual_seed(0)
+    model = ToyModel(batch_norm=True)
+    norm = model.net[1]
+    norm.weight.data.fill_(1.5)  # away from the default, so a step visibly moves it
+    before = (norm.running_mean.clone(), norm.running_var.clone(), norm.weight.detach().clone())
+    fit(model, ToyTask(), ToyFaces(32), epochs=1, batch_size=8, lr=1e-2, progress=False, frozen_batchnorm=frozen)
+    stats_unchanged = torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
+    assert stats_unchanged == frozen
+    assert not torch.equal(norm.weight.detach(), before[2])  # the scale is trained either way
