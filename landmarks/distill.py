@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -142,27 +142,24 @@ def shift_images(images: Tensor, offsets: Any) -> Tensor:
 
 
 # --------------------------------------------------------------------------- transforms
-class Transform:
+class Transform(Protocol):
     """One view of an image for the ensemble: how to make it and how to map its points back.
 
     ``size`` is ``(height, width)`` of the images; points are ``(..., N, 2)`` in pixels.
     ``inverse_points(points(p)) == p`` holds exactly up to float rounding.
     """
 
-    name = "transform"
+    name: str
 
-    def images(self, images: Tensor) -> Tensor:
-        raise NotImplementedError
+    def images(self, images: Tensor) -> Tensor: ...
 
-    def points(self, points: Tensor, size: tuple[int, int]) -> Tensor:
-        raise NotImplementedError
+    def points(self, points: Tensor, size: tuple[int, int]) -> Tensor: ...
 
-    def inverse_points(self, points: Tensor, size: tuple[int, int]) -> Tensor:
-        raise NotImplementedError
+    def inverse_points(self, points: Tensor, size: tuple[int, int]) -> Tensor: ...
 
 
 @dataclass(frozen=True)
-class Identity(Transform):
+class Identity:
     """The untouched image."""
 
     name: str = "identity"
@@ -178,7 +175,7 @@ class Identity(Transform):
 
 
 @dataclass(frozen=True)
-class Translation(Transform):
+class Translation:
     """Shift by ``(dx, dy)`` pixels (see :func:`shift_images`); points move by the same amount."""
 
     dx: float
@@ -196,7 +193,7 @@ class Translation(Transform):
 
 
 @dataclass(frozen=True)
-class HorizontalFlip(Transform):
+class HorizontalFlip:
     """Mirror left-right: ``x -> W - x`` and relabel with ``permutation`` (``flipped[i] = original[perm[i]]``)."""
 
     permutation: tuple[int, ...]
@@ -230,7 +227,7 @@ class HorizontalFlip(Transform):
 
 
 @dataclass(frozen=True)
-class Rotation(Transform):
+class Rotation:
     """Rotate by ``angle`` degrees counter-clockwise on screen about the image centre."""
 
     angle: float

@@ -12,6 +12,7 @@ checkpoint always loads into the model that made it::
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,7 +23,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .checkpoints import load_checkpoint, normalise_config, save_model
-from .layouts import Layout
 from .models import LandmarkModel, coordinate_net, heatmap_net, pipnet
 from .pip import mean_face, neighbour_indices
 from .profile import Profile
@@ -153,12 +153,6 @@ def load_trained(path: str | Path, map_location: Any = "cpu"
     return model, build_task(spec), spec, {**config, "history": state.get("history")}
 
 
-def layout_of(spec: ModelSpec) -> Layout:
-    from .layouts import get_layout
-
-    return get_layout(spec.layout)
-
-
 # --------------------------------------------------------------------------- data and stored models
 @dataclass(frozen=True)
 class SyntheticData:
@@ -176,8 +170,6 @@ class SyntheticData:
 
 def checkpoint_root() -> Path:
     """Where stored models live: ``$LANDMARKS_CHECKPOINTS``, else the package's shipped ones."""
-    import os
-
     return Path(os.environ.get("LANDMARKS_CHECKPOINTS", Path(__file__).parent / "assets" / "checkpoints"))
 
 
