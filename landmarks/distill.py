@@ -325,11 +325,8 @@ def ensemble_predict(predict_fn: PredictFn, images: Tensor, transforms: Sequence
 
 
 # --------------------------------------------------------------------------- datasets
-class TestSet(Dataset):
-    """A labelled test set: usable for evaluation, refused by :func:`pseudo_label`."""
-
-    is_test = True
-    __test__ = False  # not a pytest test class
+class _Wrapper(Dataset):
+    """A view of another dataset: same length, same layout, samples changed by ``__getitem__``."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -339,6 +336,13 @@ class TestSet(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
+
+
+class TestSet(_Wrapper):
+    """A labelled test set: usable for evaluation, refused by :func:`pseudo_label`."""
+
+    is_test = True
+    __test__ = False  # not a pytest test class
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.dataset[index]
@@ -364,7 +368,7 @@ def _refuse_test(dataset: Dataset) -> None:
                          "a test set")
 
 
-class Unlabelled(Dataset):
+class Unlabelled(_Wrapper):
     """Images of ``dataset`` with their labels removed (only ``"image"`` and ``"index"`` remain).
 
     The original stays reachable as ``.dataset`` for measuring pseudo-label quality.
@@ -372,10 +376,7 @@ class Unlabelled(Dataset):
 
     def __init__(self, dataset: Dataset) -> None:
         _refuse_test(dataset)
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        super().__init__(dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"image": self.dataset[index]["image"], "index": index}
@@ -385,7 +386,7 @@ def _box(landmarks: Tensor) -> Tensor:
     return torch.cat([landmarks.min(0).values, landmarks.max(0).values])
 
 
-class Labelled(Dataset):
+class Labelled(_Wrapper):
     """Manually labelled training samples in the common training form, flagged ``"pseudo": False``.
 
     Samples keep ``"image"``, ``"landmarks"``, ``"box"``, ``"visible"`` (all True if absent) and gain
@@ -393,15 +394,6 @@ class Labelled(Dataset):
     """
 
     pseudo = False
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-        layout = getattr(dataset, "layout", None)
-        if layout is not None:
-            self.layout = layout
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
