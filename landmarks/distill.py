@@ -552,7 +552,8 @@ def self_train(spec: Any, labelled: Dataset, unlabelled: Dataset, profile: Any, 
                transforms: Sequence[Transform] | None = None, curriculum: bool = False,
                pool_schedule: Sequence[Sequence[int]] = ((2,), (4,)), batch_size: int | None = None,
                val_data: Dataset | None = None, seed: int = 0, device: str | torch.device = "cpu",
-               progress: bool = False, **fit_options: Any) -> list[Round]:
+               progress: bool = False, initial: tuple[nn.Module, Any] | None = None,
+               **fit_options: Any) -> list[Round]:
     """Data distillation: train, pseudo-label, retrain on both; ``rounds`` trainings in all.
 
     Round 0 trains ``spec`` (a :class:`landmarks.experiments.ModelSpec`) on ``labelled`` with the
@@ -565,12 +566,15 @@ def self_train(spec: Any, labelled: Dataset, unlabelled: Dataset, profile: Any, 
     pools ``pool_schedule[r - 1]``; rounds past the schedule supervise pseudo-labels fully.
 
     ``batch_size`` is for pseudo-labelling (default: the profile's); ``fit_options`` go to
-    :func:`landmarks.train.fit`. Neighbour indices come from the labelled shapes only. Returns one
+    :func:`landmarks.train.fit`. Neighbour indices come from the labelled shapes only. ``initial``
+    (a trained ``(model, task)``) stands in for round 0, which is then not trained (its history is
+    ``None``), so several self-training runs can share one supervised model. Returns one
     :class:`Round` per round.
     """
     from .experiments import (
         build_model,
         build_task,
+        fit_schedule,
         training_landmarks,
         with_neighbours,
     )
@@ -586,13 +590,14 @@ def self_train(spec: Any, labelled: Dataset, unlabelled: Dataset, profile: Any, 
     transforms = list(transforms) if transforms is not None else TRANSLATIONS(spec.image_size)
     if spec.head == "pip":
         spec = with_neighbours(spec, training_landmarks(labelled))
-    options = {"epochs": profile.epochs, "batch_size": profile.batch_size, "lr": profile.learning_rate,
-               "decay_epochs": profile.decay_epochs, "decay": profile.decay, "num_workers": profile.num_workers}
-    options.update(fit_options)
+    options = {**fit_schedule(profile), **fit_options}
     labelled_set = Labelled(labelled)
     results: list[Round] = []
     previous: Round | None = None
-    for r in range(rounds):
+    if initial is not None:
+        previous = Round(initial[0], initial[1], None, spec, len(labelled_set))
+        results.append(previous)
+    for r in range(len(results), rounds):
         pools, labels = None, None
         train_data: Dataset = labelled_set
         torch.manual_seed(seed)

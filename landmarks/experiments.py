@@ -117,6 +117,12 @@ def training_landmarks(data: Dataset, limit: int = 2000) -> torch.Tensor:
     return torch.stack([data[i]["landmarks"] for i in range(min(limit, len(data)))])
 
 
+def fit_schedule(profile: Profile) -> dict[str, Any]:
+    """The profile's training schedule as keyword arguments of :func:`landmarks.train.fit`."""
+    return dict(epochs=profile.epochs, batch_size=profile.batch_size, lr=profile.learning_rate,
+                decay_epochs=profile.decay_epochs, decay=profile.decay, num_workers=profile.num_workers)
+
+
 def train_spec(spec: ModelSpec, train_data: Dataset, val_data: Dataset | None, profile: Profile, *,
                seed: int = 0, checkpoint_dir: str | Path | None = None, progress: bool = True,
                device: str = "cpu", **fit_options: Any) -> tuple[LandmarkModel, Any, ModelSpec, History]:
@@ -124,9 +130,7 @@ def train_spec(spec: ModelSpec, train_data: Dataset, val_data: Dataset | None, p
     spec = with_neighbours(spec, training_landmarks(train_data)) if spec.head == "pip" else spec
     torch.manual_seed(seed)
     model, task = build_model(spec), build_task(spec)
-    options = dict(epochs=profile.epochs, batch_size=profile.batch_size, lr=profile.learning_rate,
-                   decay_epochs=profile.decay_epochs, decay=profile.decay, num_workers=profile.num_workers)
-    options.update(fit_options)
+    options = {**fit_schedule(profile), **fit_options}
     history = fit(model, task, train_data, val_data, seed=seed, checkpoint_dir=checkpoint_dir,
                   layout=spec.layout, progress=progress, device=device, config=spec.to_config(), **options)
     return model, task, spec, history

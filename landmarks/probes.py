@@ -60,11 +60,13 @@ __all__ = [
     "BlackFaces",
     "PaddedMaxPool2d",
     "PositionSensitivity",
+    "PriorPull",
     "ProbeResult",
     "WrappedConvTranspose2d",
     "nme_to_shapes",
     "position_sensitivity",
     "probe",
+    "pull_to_mean",
     "response_strength",
     "set_padding_mode",
 ]
@@ -418,3 +420,48 @@ def position_sensitivity(model: nn.Module, size: int = 64, device: str | torch.d
     spatial_std = maps.flatten(2).std(-1, unbiased=False).mean(-1)
     return PositionSensitivity(tuple(float(v) for v in levels), period, (rolled_x + rolled_y) / 2 / scale,
                                spatial_std, predictions)
+
+
+# --------------------------------------------------------------------------- errors that follow the prior
+@dataclass
+class PriorPull:
+    """How the large errors of a detector relate to the mean shape (see :func:`pull_to_mean`).
+
+    Attributes:
+        large: ``(B, N)`` bool, the landmarks whose error exceeds ``threshold`` inter-ocular distances.
+        closer_to_mean: fraction of the large errors whose prediction is nearer the mean shape's
+            point than the true landmark is (NaN when there is no large error).
+        prediction_to_mean, truth_to_mean: median distances in pixels, over the large errors, from
+            the prediction and from the truth to the mean shape's point.
+    """
+
+    large: Tensor
+    closer_to_mean: float
+    prediction_to_mean: float
+    truth_to_mean: float
+
+
+def pull_to_mean(predictions: Tensor, truth: Tensor, mean_shape: Tensor, layout: str | Layout = "300w",
+                 threshold: float = 0.2) -> PriorPull:
+    """Do a detector's large errors fall back on where landmarks usually are?
+
+    A landmark counts as a large error when its distance to the truth exceeds ``threshold`` times the
+    face's inter-ocular distance. For those, compare the prediction's and the truth's distances to the
+    same landmark of ``mean_shape`` (``(N, 2)``, pixels): a detector that overfits to position puts
+    its misses near the mean shape (a false positive at a plausible position), so ``closer_to_mean``
+    is near 1.
+    """
+    pred, true = torch.as_tensor(predictions).float(), torch.as_tensor(truth).float()
+    if pred.shape != true.shape or pred.ndim != 3:
+        raise ValueError(f"pull_to_mean: predictions {tuple(pred.shape)} and truth {tuple(true.shape)} must be equal (B, N, 2)")
+    shape = torch.as_tensor(mean_shape, dtype=pred.dtype)
+    if shape.shape != pred.shape[1:]:
+        raise ValueError(f"pull_to_mean: mean_shape {tuple(shape.shape)} does not match {tuple(pred.shape[1:])}")
+    iod = normalising_distance(true, get_layout(layout), "inter-ocular")
+    large = (pred - true).norm(dim=-1) > threshold * iod[:, None]
+    to_mean_pred = (pred - shape).norm(dim=-1)[large]
+    to_mean_true = (true - shape).norm(dim=-1)[large]
+    if not large.any():
+        return PriorPull(large, math.nan, math.nan, math.nan)
+    return PriorPull(large, float((to_mean_pred < to_mean_true).float().mean()),
+                     float(to_mean_pred.median()), float(to_mean_true.median()))

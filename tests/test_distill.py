@@ -312,6 +312,13 @@ def test_self_train_without_curriculum_uses_the_plain_task_and_given_transforms(
     assert [r.train_size for r in rounds] == [8, 16]
     assert isinstance(rounds[1].task, PIPTask) and rounds[1].pools is None
     assert torch.isfinite(rounds[1].pseudo_labels).all()
+    # A shared round-0 model replaces round 0's training and gives the same later rounds.
+    again = self_train(spec, labelled, unlabelled, profile, rounds=2, transforms=FLIPS("300w"),
+                       initial=(rounds[0].model, rounds[0].task))
+    assert again[0].model is rounds[0].model and again[0].history is None
+    torch.testing.assert_close(again[1].pseudo_labels, rounds[1].pseudo_labels)
+    for (name, a), b in zip(again[1].model.state_dict().items(), rounds[1].model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(ValueError, match="PIP head"):
         self_train(ModelSpec.from_profile(profile, head="heatmap", net_stride=4), labelled, unlabelled, profile,
                    curriculum=True)

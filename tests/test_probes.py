@@ -253,3 +253,23 @@ def test_position_sensitivity_of_a_coordinate_head_is_nan():
 
     result = position_sensitivity(coordinate_net(68, width=0.25), 32, levels=(0.0,), task=CoordinateTask())
     assert math.isnan(float(result.roll_difference[0])) and result.predictions.shape == (1, 68, 2)
+
+
+def test_pull_to_mean_counts_misses_that_fall_back_on_the_mean_shape():
+    from landmarks.probes import pull_to_mean
+
+    layout = get_layout("300w")
+    truth = torch.rand(2, layout.num_points, 2) * 20 + 54
+    truth[:, 36], truth[:, 45] = torch.tensor([44.0, 50.0]), torch.tensor([84.0, 50.0])  # IOD 40 px
+    shape = truth[0].clone() + 30.0        # the "mean shape": 30 px right and down of face 0
+    pred = truth.clone()
+    pred[0, :10] = shape[:10] + 1.0        # ten misses of face 0 land near the mean shape
+    pred[1, :4] = truth[1, :4] - 30.0      # four misses of face 1 land away from it
+    pull = pull_to_mean(pred, truth, shape, layout, threshold=0.2)   # 0.2 * 40 = 8 px
+    assert int(pull.large.sum()) == 14 and bool(pull.large[0, :10].all()) and bool(pull.large[1, :4].all())
+    assert pull.closer_to_mean == pytest.approx(10 / 14)
+    assert pull.prediction_to_mean == pytest.approx(2 ** 0.5, abs=1e-4)  # 10 of the 14 are sqrt(2) px away
+    clean = pull_to_mean(truth, truth, shape, layout)
+    assert not clean.large.any() and math.isnan(clean.closer_to_mean)
+    with pytest.raises(ValueError, match="must be equal"):
+        pull_to_mean(pred[:1], truth, shape, layout)
