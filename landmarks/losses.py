@@ -12,8 +12,10 @@ from torch import Tensor
 
 from .layouts import Layout, get_layout
 from .metrics import normalising_distance
+from .ops import expectation_2d, mean_absolute_deviation, softargmax_2d, spatial_softmax, variance_2d
 
-__all__ = ["pip_loss", "heatmap_mse", "coordinate_l1", "coordinate_l2", "iod_normalised_l2"]
+__all__ = ["pip_loss", "heatmap_mse", "coordinate_l1", "coordinate_l2", "iod_normalised_l2", "softargmax_loss",
+           "laplace_kl_divergence", "gaussian_kl_divergence", "laplace_kl", "gaussian_kl"]
 
 
 def _same_shape(pred: Tensor, target: Tensor, name: str) -> None:
@@ -130,3 +132,93 @@ def iod_normalised_l2(pred: Tensor, target: Tensor, layout: str | Layout, square
     else:
         per_point = torch.linalg.vector_norm(diff, dim=-1)
     return (per_point.mean(-1) / iod).mean()
+
+
+# ------------------------------------------------------------------ softargmax and KL losses (LaplaceKL)
+# The LaplaceKL paper (Robinson et al., Sect. 3.1, eq. 2-3 and 5-7; equations lost in our text copy).
+# Every loss below reads raw maps (B, N, h, w), turns them into probability maps with a temperature
+# (landmarks.ops.spatial_softmax) and works in image pixels; the map stride is ``stride``.
+
+def softargmax_loss(logits: Tensor, landmarks: Tensor, stride: float = 1.0, temperature: float = 1.0,
+                    norm: str = "l1") -> Tensor:
+    """The softargmax baseline: coordinate L1 or L2 between the softargmax and the labels, in pixels.
+
+    ``norm="l1"``: :func:`coordinate_l1`, ``"l2"``: :func:`coordinate_l2` of
+    ``softargmax_2d(logits, temperature, stride)`` against ``landmarks`` ``(B, N, 2)``. It scores
+    only the mean of each map, so nothing stops the maps from spreading.
+    """
+    pred = softargmax_2d(logits, temperature, stride)
+    if norm == "l1":
+        return coordinate_l1(pred, landmarks)
+    if norm == "l2":
+        return coordinate_l2(pred, landmarks)
+    raise ValueError(f"unknown softargmax norm {norm!r}; choose 'l1' or 'l2'")
+
+
+def laplace_kl_divergence(mu_p: Tensor, b_p: Tensor, mu_q: Tensor, b_q: Tensor) -> Tensor:
+    """Elementwise ``KL(Laplace(mu_p, b_p) || Laplace(mu_q, b_q))`` in closed form:
+
+    ``log(b_q / b_p) + |mu_p - mu_q| / b_q + (b_p / b_q) exp(-|mu_p - mu_q| / b_p) - 1``.
+
+    Exactly zero when both parameters are equal. Broadcasts like ``torch`` arithmetic.
+    """
+    distance = (mu_p - mu_q).abs()
+    return torch.log(b_q / b_p) + distance / b_q + (b_p / b_q) * torch.exp(-distance / b_p) - 1
+
+
+def gaussian_kl_divergence(mu_p: Tensor, s_p: Tensor, mu_q: Tensor, s_q: Tensor) -> Tensor:
+    """Elementwise ``KL(Normal(mu_p, s_p) || Normal(mu_q, s_q))`` (``s`` standard deviations):
+
+    ``log(s_q / s_p) + (s_p^2 + (mu_p - mu_q)^2) / (2 s_q^2) - 1/2``.
+    """
+    ratio = (s_p / s_q).square()
+    return -0.5 * torch.log(ratio) + 0.5 * (ratio + ((mu_p - mu_q) / s_q).square()) - 0.5
+
+
+def _predicted_distribution(logits: Tensor, stride: float, temperature: float, kind: str,
+                            min_scale: float) -> tuple[Tensor, Tensor]:
+    """Softargmax mean and measured scale (floored at ``min_scale`` pixels) of each map, per axis."""
+    if not min_scale > 0:
+        raise ValueError(f"min_scale must be positive, got {min_scale}")
+    probs = spatial_softmax(logits, temperature)
+    mean = expectation_2d(probs, stride)
+    if kind == "laplace":
+        scale = mean_absolute_deviation(probs, mean, stride).clamp_min(min_scale)
+    else:  # clamp before the square root: its slope at 0 is infinite
+        scale = variance_2d(probs, mean, stride).clamp_min(min_scale**2).sqrt()
+    return mean, scale
+
+
+def _distribution_kl(kind: str, logits: Tensor, landmarks: Tensor, gt_scale: float, stride: float,
+                     temperature: float, min_scale: float) -> Tensor:
+    if not (isinstance(gt_scale, (int, float)) and gt_scale > 0):
+        raise ValueError(f"gt_scale must be a positive number of pixels, got {gt_scale!r}")
+    if logits.shape[:2] != landmarks.shape[:2] or landmarks.shape[-1:] != (2,):
+        raise ValueError(f"{kind}_kl: maps {tuple(logits.shape)} and landmarks {tuple(landmarks.shape)} "
+                         "do not match (expected (B, N, h, w) and (B, N, 2))")
+    mean, scale = _predicted_distribution(logits, stride, temperature, kind, min_scale)
+    truth = landmarks.to(mean.dtype)
+    b_p = torch.full_like(scale, float(gt_scale))
+    divergence = laplace_kl_divergence if kind == "laplace" else gaussian_kl_divergence
+    return divergence(truth, b_p, mean, scale).sum(-1).mean()
+
+
+def laplace_kl(logits: Tensor, landmarks: Tensor, gt_scale: float = 1.0, stride: float = 1.0,
+               temperature: float = 1.0, min_scale: float = 1e-3) -> Tensor:
+    """LaplaceKL (paper eq. 3): ``KL(ground truth || prediction)``, summed over x and y, mean over
+    the ``B N`` landmarks.
+
+    Ground truth: ``Laplace(label, gt_scale)`` per axis (``gt_scale`` in image pixels, a
+    hyper-parameter). Prediction: ``Laplace(mu, b)`` with ``mu`` the softargmax of the map and ``b``
+    its measured mean absolute deviation per axis (:func:`landmarks.ops.mean_absolute_deviation`),
+    floored at ``min_scale`` pixels so a collapsed (one-hot) map gives a finite loss. Zero exactly
+    when the softargmax is the label and the measured scale equals ``gt_scale``.
+    """
+    return _distribution_kl("laplace", logits, landmarks, gt_scale, stride, temperature, min_scale)
+
+
+def gaussian_kl(logits: Tensor, landmarks: Tensor, gt_scale: float = 1.0, stride: float = 1.0,
+                temperature: float = 1.0, min_scale: float = 1e-3) -> Tensor:
+    """GaussianKL: as :func:`laplace_kl` with ``Normal(label, gt_scale)`` against ``Normal(mu, sigma)``,
+    ``sigma`` the square root of the map's variance per axis (floored at ``min_scale`` pixels)."""
+    return _distribution_kl("gaussian", logits, landmarks, gt_scale, stride, temperature, min_scale)

@@ -18,7 +18,9 @@ from torch import Tensor
 
 from .heatmaps import decode_heatmap, gaussian_heatmaps
 from .layouts import Layout, get_layout
-from .losses import coordinate_l1, coordinate_l2, heatmap_mse, iod_normalised_l2, pip_loss
+from .losses import (coordinate_l1, coordinate_l2, gaussian_kl, heatmap_mse, iod_normalised_l2, laplace_kl, pip_loss,
+                     softargmax_loss)
+from .ops import softargmax_2d, spatial_softmax
 from .pip import decode_pip, mean_face, neighbour_indices, pip_targets
 
 Outputs = Mapping[str, Tensor]
@@ -120,3 +122,70 @@ class CoordinateTask:
     def predict(self, outputs: Outputs, batch: Batch) -> Tensor:
         height, width = _image_size(batch)
         return outputs["coords"] * outputs["coords"].new_tensor([width, height])
+
+
+SOFTARGMAX_LOSSES = ("softargmax-l1", "softargmax-l2", "laplace-kl", "gaussian-kl")
+
+
+@dataclass
+class SoftargmaxTask:
+    """Heatmaps read as probability maps (LaplaceKL paper, Sect. 3.1): softargmax decoding and a
+    coordinate or distribution loss.
+
+    Works with any model that returns ``{"heatmaps": (B, N, h, w)}`` raw maps: the Recombinator
+    (:mod:`landmarks.models.recombinator`, stride 1) and the book's Map Nets (``heatmap_net``).
+
+    Args:
+        loss: ``"softargmax-l1"`` / ``"softargmax-l2"`` (:func:`landmarks.losses.softargmax_loss`,
+            the paper's baseline), ``"laplace-kl"`` (:func:`landmarks.losses.laplace_kl`) or
+            ``"gaussian-kl"`` (:func:`landmarks.losses.gaussian_kl`).
+        temperature: of the spatial softmax (``softmax(logits / temperature)``).
+        gt_scale: scale of the ground-truth distribution in image pixels (KL losses only).
+        net_stride: image pixels per map cell; ``None`` reads it from the batch (image height over
+            map height), so one task serves models of any stride.
+        min_scale: floor of the measured scale in pixels (KL losses only).
+    """
+
+    loss_name: str = "laplace-kl"
+    temperature: float = 1.0
+    gt_scale: float = 1.0
+    net_stride: float | None = None
+    min_scale: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.loss_name not in SOFTARGMAX_LOSSES:
+            raise ValueError(f"unknown softargmax loss {self.loss_name!r}; choose one of {SOFTARGMAX_LOSSES}")
+        if not self.temperature > 0 or not self.gt_scale > 0:
+            raise ValueError(f"temperature and gt_scale must be positive, got {self.temperature}, {self.gt_scale}")
+
+    @property
+    def spread_kind(self) -> str:
+        """``"gaussian"`` for the Gaussian KL, ``"laplace"`` otherwise (what the target maps look like)."""
+        return "gaussian" if self.loss_name == "gaussian-kl" else "laplace"
+
+    def stride(self, outputs: Outputs, batch: Batch) -> float:
+        if self.net_stride is not None:
+            return float(self.net_stride)
+        height, width = _image_size(batch)
+        h, w = outputs["heatmaps"].shape[-2:]
+        if height / h != width / w:
+            raise ValueError(f"maps {h}x{w} do not have one stride for images {height}x{width}")
+        return height / h
+
+    def loss(self, outputs: Outputs, batch: Batch) -> dict[str, Tensor]:
+        maps, stride = outputs["heatmaps"], self.stride(outputs, batch)
+        landmarks = batch["landmarks"]
+        if self.loss_name.startswith("softargmax"):
+            total = softargmax_loss(maps, landmarks, stride, self.temperature, self.loss_name[-2:])
+        elif self.loss_name == "laplace-kl":
+            total = laplace_kl(maps, landmarks, self.gt_scale, stride, self.temperature, self.min_scale)
+        else:
+            total = gaussian_kl(maps, landmarks, self.gt_scale, stride, self.temperature, self.min_scale)
+        return {self.loss_name: total, "total": total}
+
+    def predict(self, outputs: Outputs, batch: Batch) -> Tensor:
+        return softargmax_2d(outputs["heatmaps"], self.temperature, self.stride(outputs, batch))
+
+    def probabilities(self, outputs: Outputs) -> Tensor:
+        """The ``(B, N, h, w)`` probability maps the loss and the decoder see."""
+        return spatial_softmax(outputs["heatmaps"], self.temperature)
