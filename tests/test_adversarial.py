@@ -17,9 +17,6 @@ from landmarks.models.patchgan import PatchGAN
 from landmarks.models.recombinator import Recombinator
 from landmarks.tasks import SoftargmaxTask
 
-torch.set_num_threads(1)
-
-
 def _faces(count: int, seed: int, points: int = 3, size: int = 16) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     return [{"image": torch.rand(3, size, size, generator=g), "landmarks": 2 + 12 * torch.rand(points, 2, generator=g)}

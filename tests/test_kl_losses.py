@@ -21,9 +21,6 @@ from landmarks.ops import (
 )
 from landmarks.tasks import SoftargmaxTask
 
-torch.set_num_threads(1)
-
-
 def _random_parameters(seed: int):
     g = torch.Generator().manual_seed(seed)
     mu_p, mu_q = torch.randn(2, 500, generator=g, dtype=torch.float64) * 5
