@@ -49,7 +49,7 @@ class SpreadSettings:
     dropout: float = 0.0
     temperature: float = 1.0
     gt_scale: float = 1.0
-    size_divisors: tuple[int, ...] = (16,)
+    size_divisors: tuple[int, ...] = (2, 4, 16)
     sweep_divisor: int = 16
     sweep_images: int = 400
     sweep_epochs: int = 3
