@@ -48,6 +48,7 @@ from .coords import pixel_centres
 from .layouts import Layout, get_layout
 from .losses import pip_loss
 from .pip import pip_targets
+from .transforms import Augmented
 
 __all__ = [
     "FLIPS",
@@ -553,7 +554,7 @@ def self_train(spec: Any, labelled: Dataset, unlabelled: Dataset, profile: Any, 
                pool_schedule: Sequence[Sequence[int]] = ((2,), (4,)), batch_size: int | None = None,
                val_data: Dataset | None = None, seed: int = 0, device: str | torch.device = "cpu",
                progress: bool = False, initial: tuple[nn.Module, Any] | None = None,
-               **fit_options: Any) -> list[Round]:
+               augment: Callable[[dict], dict] | None = None, **fit_options: Any) -> list[Round]:
     """Data distillation: train, pseudo-label, retrain on both; ``rounds`` trainings in all.
 
     Round 0 trains ``spec`` (a :class:`landmarks.experiments.ModelSpec`) on ``labelled`` with the
@@ -568,7 +569,10 @@ def self_train(spec: Any, labelled: Dataset, unlabelled: Dataset, profile: Any, 
     ``batch_size`` is for pseudo-labelling (default: the profile's); ``fit_options`` go to
     :func:`landmarks.train.fit`. Neighbour indices come from the labelled shapes only. ``initial``
     (a trained ``(model, task)``) stands in for round 0, which is then not trained (its history is
-    ``None``), so several self-training runs can share one supervised model. Returns one
+    ``None``), so several self-training runs can share one supervised model. ``augment`` (a sample
+    transform, e.g. :func:`landmarks.transforms.geometric_augmentation`) is applied to the labelled and
+    pseudo-labelled training samples of every round, never to the images being pseudo-labelled.
+    Returns one
     :class:`Round` per round.
     """
     from .experiments import (
@@ -609,6 +613,8 @@ def self_train(spec: Any, labelled: Dataset, unlabelled: Dataset, profile: Any, 
             if curriculum and r - 1 < len(pool_schedule):
                 pools = tuple(int(p) for p in pool_schedule[r - 1])
                 task = CurriculumPIPTask(task, pools)
+        if augment is not None:
+            train_data = Augmented(train_data, augment)
         history = fit(model, task, train_data, val_data, seed=seed, layout=spec.layout, progress=progress,
                       device=device, **options)
         previous = Round(model, task, history, spec, len(train_data), labels, pools)

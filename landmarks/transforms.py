@@ -31,12 +31,13 @@ from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from .coords import from_pixel_index, to_pixel_index
-from .layouts import Layout
+from .layouts import Layout, get_layout
 
 Range = float | tuple[float, float]
 PointOp = Callable[[tv_tensors.KeyPoints], Tensor]
@@ -44,6 +45,7 @@ PointOp = Callable[[tv_tensors.KeyPoints], Tensor]
 __all__ = [
     "SampleTransform", "Compose", "RandomTranslate", "RandomRotate", "RandomScale", "RandomHorizontalFlip",
     "RandomOcclusion", "RandomGaussianBlur", "RandomGrayscale", "RandomColorJitter", "pipnet_augmentation",
+    "geometric_augmentation", "Augmented",
     "check_keypoints_unclamped",
 ]
 
@@ -341,6 +343,33 @@ class RandomColorJitter(SampleTransform):
 
 
 # --------------------------------------------------------------------------- presets
+def geometric_augmentation(layout: Layout | str, size: int = 256) -> Compose:
+    """The geometric part of :func:`pipnet_augmentation`: translate +-30 px (scaled from 256 px to
+    ``size``), flip with the layout's permutation, rotate +-30 degrees, each with probability 0.5.
+    It is what makes a detector roughly equivariant to the shifts of translation-based distillation."""
+    return Compose([RandomTranslate(30 * size / 256, p=0.5), RandomHorizontalFlip(get_layout(layout), p=0.5),
+                    RandomRotate(30, p=0.5)])
+
+
+class Augmented(Dataset):
+    """``dataset``'s samples passed through ``transform`` on every access (a training-time view).
+
+    Keeps ``len`` and the ``layout`` attribute; every other entry of a sample (``"pseudo"``,
+    ``"index"``, ...) passes through the transforms unchanged.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable[[dict], dict]) -> None:
+        self.dataset, self.transform = dataset, transform
+        if hasattr(dataset, "layout"):
+            self.layout = dataset.layout
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict:
+        return self.transform(self.dataset[index])
+
+
 def pipnet_augmentation(layout: Layout, size: int | tuple[int, int] = 256, grayscale_p: float = 0.2,
                         generator: torch.Generator | None = None) -> Compose:
     """The PIPNet training augmentation, in the order of its public release.

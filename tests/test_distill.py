@@ -322,3 +322,21 @@ def test_self_train_without_curriculum_uses_the_plain_task_and_given_transforms(
     with pytest.raises(ValueError, match="PIP head"):
         self_train(ModelSpec.from_profile(profile, head="heatmap", net_stride=4), labelled, unlabelled, profile,
                    curriculum=True)
+
+
+def test_self_train_augments_every_training_sample_but_never_the_images_it_pseudo_labels():
+    labelled, unlabelled = tsd_split("studio", 0.5, 16, seed=2, image_size=32)
+    profile = Profile(name="tiny", image_size=32, width=0.25, train_images=8, test_images=4, epochs=1,
+                      batch_size=4, learning_rate=1e-3)
+    spec = ModelSpec.from_profile(profile, head="pip", net_stride=16, num_neighbours=0)
+    seen = []
+
+    def augment(sample):
+        seen.append(bool(sample.get("pseudo", False)))
+        return sample
+
+    rounds = self_train(spec, labelled, unlabelled, profile, rounds=2, transforms=FLIPS("300w"), augment=augment)
+    # round 0: 8 labelled samples; round 1: 8 labelled + 8 pseudo-labelled; nothing else passes through it
+    assert len(seen) == 8 + 16 and sum(seen) == 8
+    plain = self_train(spec, labelled, unlabelled, profile, rounds=2, transforms=FLIPS("300w"))
+    torch.testing.assert_close(rounds[1].pseudo_labels, plain[1].pseudo_labels)

@@ -41,5 +41,7 @@ def test_shipped_recipe_reproduces_its_stored_metrics(path: Path):
     assert stored["command"], "the command that made the checkpoint is stored"
     metrics = made.evaluate(model)
     assert set(metrics) == set(stored["metrics"])
+    # Two instances with equal weights differ by ~1e-5 in their outputs (CPU kernels pick different
+    # code paths by memory layout); a metric of one black image moves by up to ~1e-3 of its value.
     for key, value in metrics.items():
-        assert value == pytest.approx(stored["metrics"][key], rel=1e-3, abs=1e-5), key
+        assert value == pytest.approx(stored["metrics"][key], rel=3e-3, abs=1e-5), key

@@ -268,3 +268,17 @@ def test_other_keys_pass_through():
     sample = make_sample(index=3, name="face-3")
     out = T.pipnet_augmentation(NO_PAIRS, size=(H, W))(sample)
     assert out["index"] == 3 and out["name"] == "face-3"
+
+
+def test_augmented_view_applies_the_transform_on_every_access_and_keeps_the_layout():
+    from landmarks.synthetic import SyntheticFaces
+    from landmarks.transforms import Augmented, geometric_augmentation
+
+    faces = SyntheticFaces("studio", 64, length=3, seed=1)
+    calls = []
+    view = Augmented(faces, lambda sample: calls.append(sample["index"]) or {**sample, "seen": True})
+    assert len(view) == 3 and view.layout is faces.layout
+    assert view[2]["seen"] and calls == [2]
+    torch.manual_seed(0)
+    moved = [Augmented(faces, geometric_augmentation(faces.layout, 64))[0]["landmarks"] for _ in range(8)]
+    assert any(not torch.allclose(m, faces[0]["landmarks"]) for m in moved), "random geometry moves the points"

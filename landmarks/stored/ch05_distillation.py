@@ -3,15 +3,18 @@
 Two scenarios on the synthetic domains (:mod:`landmarks.distill`), each a supervised model and
 self-trained models that start from it (``self_train(initial=...)``, so they share round 0):
 
-- TSD (Testing on a Single Domain): ``total`` faces of the ``wild`` domain, 10 / 20 / 50 %
-  labelled, the rest unlabelled; tested on other wild faces. ``tsd<p>_supervised`` and
+- TSD (Testing on a Single Domain): ``total`` faces of the ``studio`` domain, 10 / 20 / 50 %
+  labelled, the rest unlabelled; tested on other studio faces. (A first run on the ``wild`` domain
+  gave a supervised model at 23.5 % NME with 10 % labelled, whose pseudo-labels were as bad and made
+  every round worse: 25.2, 26.2, 26.7 %. The paper's setting starts from a model that works.) ``tsd<p>_supervised`` and
   ``tsd<p>_translation``; at 10 % (the paper's Table 7) also the ablation's ``tsd10_none`` (plain self-training),
   ``tsd10_flip``, ``tsd10_rotation`` and ``tsd10_translation_curriculum`` (translations plus the coarse-score
   curriculum).
 - TMD (Testing on Multiple Domains): labelled studio faces, unlabelled wild, low-light and sketch
   faces, tested on every domain: ``tmd_supervised`` and ``tmd_translation``.
 
-The detector is PIPNet (stride 32, 10 neighbours) in the profile's size. A self-trained recipe's
+The detector is PIPNet (stride 32, 10 neighbours) in the profile's size, trained with the geometric
+part of PIPNet's augmentation (:data:`AUGMENTATION`). A self-trained recipe's
 history has one record per round: test NME / FR per domain and, for rounds >= 1, the NME of the
 pseudo-labels against the true labels of the unlabelled faces (known for synthetic faces only).
 """
@@ -31,13 +34,18 @@ from ..metrics import nme
 from ..profile import Profile
 from ..recipes import Recipe, cook, recipe, register
 from ..train import History, evaluate, fit
+from ..transforms import Augmented, geometric_augmentation
 
 TSD_FRACTIONS = (0.1, 0.2, 0.5)
 ABLATION = ("none", "flip", "rotation", "translation")
-TSD_DOMAIN = "wild"
+TSD_DOMAIN = "studio"
 TMD_LABELLED = ("studio",)
 TMD_UNLABELLED = ("wild", "lowlight", "sketch")
 TRAIN_SEED, TEST_SEED = 5, 6
+#: Every training of this chapter uses :func:`landmarks.transforms.geometric_augmentation`. Without it
+#: a first run's detector was far from translation-equivariant: its predictions on the eight shifted
+#: copies had 22-49 % NME against 6.7 % unshifted, so the ensemble made pseudo-labels worse, not better.
+AUGMENTATION = "geometric: translate +-30/256 of the side, flip, rotate +-30 degrees, p 0.5 each"
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,11 @@ def domain_scores(model: nn.Module, task, tests: dict[str, Dataset]) -> dict[str
 
 def _request(profile: Profile, name: str, **method) -> dict:
     s = DistillSettings.from_profile(profile)
-    return {"scenario": name, "settings": s.__dict__, "spec": distill_spec(profile).to_config(),
-            "schedule": fit_schedule(profile), "seeds": [TRAIN_SEED, TEST_SEED], **method}
+    domains = ({"labelled": list(TMD_LABELLED), "unlabelled": list(TMD_UNLABELLED)} if name == "tmd"
+               else {"labelled": [TSD_DOMAIN], "unlabelled": [TSD_DOMAIN]})
+    return {"scenario": name, "domains": domains, "settings": s.__dict__, "spec": distill_spec(profile).to_config(),
+            "schedule": fit_schedule(profile), "seeds": [TRAIN_SEED, TEST_SEED], "augmentation": AUGMENTATION,
+            **method}
 
 
 def same_budget_schedule(profile: Profile, images: int) -> dict:
@@ -113,7 +124,8 @@ def supervised_recipe(profile: Profile, name: str) -> Recipe:
     schedule = same_budget_schedule(profile, len(labelled))
 
     def train_model(model: nn.Module, progress: bool) -> History:
-        return fit(model, task, labelled, None, progress=progress, **schedule)
+        data = Augmented(labelled, geometric_augmentation("300w", spec.image_size))
+        return fit(model, task, data, None, progress=progress, **schedule)
 
     return Recipe(f"{name}_supervised", chapter="05", build=lambda: build_model(spec), train=train_model,
                   evaluate=lambda model: domain_scores(model, task, tests),
@@ -135,7 +147,8 @@ def distilled_recipe(profile: Profile, name: str, transforms: str, curriculum: b
         start, _ = cook(recipe(f"{name}_supervised", profile), profile, progress=progress)
         rounds = self_train(spec, labelled, unlabelled, profile, rounds=settings.rounds, curriculum=curriculum,
                             transforms=ablation_transforms(transforms, spec.image_size), progress=progress,
-                            initial=(start, task))
+                            initial=(start, task),
+                            augment=geometric_augmentation("300w", spec.image_size))
         truth, history = true_labels(unlabelled), History()
         for r, result in enumerate(rounds):
             record = {"round": float(r), "train_size": float(result.train_size),
