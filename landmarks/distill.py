@@ -70,6 +70,7 @@ __all__ = [
     "coarse_score_loss",
     "ensemble_predict",
     "is_test_set",
+    "predictor",
     "pseudo_label",
     "self_train",
     "shift_images",
@@ -427,6 +428,15 @@ class PseudoLabelled(Labelled):
                 "visible": torch.ones(points.shape[0], dtype=torch.bool), "pseudo": True}
 
 
+def predictor(model: nn.Module, task: Any) -> PredictFn:
+    """``images -> (B, N, 2)`` landmarks of ``model`` decoded by ``task``, without gradients (the
+    ``predict_fn`` of :func:`ensemble_predict`). The model is used in the mode it is in."""
+    def predict(images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return task.predict(model(images), {"image": images}).float()
+    return predict
+
+
 @torch.no_grad()
 def pseudo_label(model: nn.Module, task: Any, dataset: Dataset, transforms: Sequence[Transform],
                  batch_size: int = 32, device: str | torch.device = "cpu", chunk_size: int | None = None) -> Tensor:
@@ -443,10 +453,7 @@ def pseudo_label(model: nn.Module, task: Any, dataset: Dataset, transforms: Sequ
     device = torch.device(device)
     was_training = model.training
     model.eval().to(device)
-
-    def predict(images: Tensor) -> Tensor:
-        return task.predict(model(images), {"image": images}).float()
-
+    predict = predictor(model, task)
     labels = []
     try:
         for start in range(0, len(dataset), batch_size):  # type: ignore[arg-type]

@@ -118,6 +118,13 @@ def load_stored(made: Recipe, profile: Profile | None = None) -> tuple[nn.Module
     return model, {**config, "history": History.from_dict(state.get("history"))}
 
 
+def cooked(name: str, profile: Profile | None = None, progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """``cook(recipe(name, profile), profile)``: the stored model ``name`` and its record, as chapters
+    load them."""
+    profile = profile or current()
+    return cook(recipe(name, profile), profile, progress=progress)
+
+
 @torch.no_grad()
 def round_to_half(model: nn.Module) -> nn.Module:
     """Round every floating-point parameter and buffer to the nearest float16 value (kept as float32).
