@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import torch
 
-from landmarks.speed import head_models, speed_table
+from landmarks.evaluation.speed import head_models, speed_table
 
 
 def main() -> None:

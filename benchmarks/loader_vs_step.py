@@ -15,8 +15,8 @@ import torch
 
 from landmarks.experiments import ModelSpec, build_model, build_task, training_landmarks, with_neighbours
 from landmarks.profile import current
-from landmarks.synthetic import SyntheticFaces
-from landmarks.train import loader_throughput
+from landmarks.data.synthetic import SyntheticFaces
+from landmarks.training.loop import loader_throughput
 
 
 def step_throughput(spec: ModelSpec, data, batch_size: int, steps: int) -> float:

@@ -13,7 +13,7 @@ import time
 import cv2
 import torch
 
-from landmarks.synthetic import DOMAINS, NON_FACE_KINDS, NonFaceImages, SyntheticFaces
+from landmarks.data.synthetic import DOMAINS, NON_FACE_KINDS, NonFaceImages, SyntheticFaces
 
 
 def items_per_second(dataset, count: int, repeats: int = 3) -> float:

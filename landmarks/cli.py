@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import profile as profiles
+from landmarks import profile as profiles
 
 #: The choices offered by the options (kept equal to the library's lists by the tests).
 HEADS = ("pip", "heatmap", "coordinate")                        # experiments.HEADS
@@ -170,7 +170,7 @@ def _predict_parser(commands) -> None:
     parser = commands.add_parser(
         "predict", formatter_class=_Formatter, help="landmarks of one face image",
         description=_paragraph("Crop a face out of an image, run the model and print its landmarks in the original "
-                    "image's continuous pixel coordinates (pixel j covers [j, j+1]; see landmarks.coords)."),
+                    "image's continuous pixel coordinates (pixel j covers [j, j+1]; see landmarks.data.coords)."),
         epilog="example:\n  python -m landmarks predict pip.pt face.jpg --box 40 60 200 220 --format pts "
                "--output drawn.png > face.pts")
     _add_model_file(parser)
@@ -222,7 +222,7 @@ def _check_source(args: argparse.Namespace) -> None:
 
 
 def _real_dataset(args: argparse.Namespace, split: str, size: int, subset: str | None = None):
-    from . import datasets
+    from landmarks.data import datasets
 
     loaders = {"300w": datasets.load_300w, "wflw": datasets.load_wflw, "cofw": datasets.load_cofw,
                "aflw": datasets.load_aflw}
@@ -247,7 +247,7 @@ def _training_data(args: argparse.Namespace, settings: profiles.Profile):
     """Training set, validation set (or None), layout name and a description of the data."""
     _check_source(args)
     if args.data == "synthetic":
-        from .synthetic import SyntheticFaces
+        from landmarks.data.synthetic import SyntheticFaces
 
         train_size = settings.train_images if args.train_size is None else args.train_size
         val_size = settings.test_images if args.val_size is None else args.val_size
@@ -263,7 +263,7 @@ def _evaluation_data(args: argparse.Namespace, spec):
     """The test set in the model's layout and a description of it."""
     _check_source(args)
     if args.data == "synthetic":
-        from .synthetic import SyntheticFaces
+        from landmarks.data.synthetic import SyntheticFaces
 
         if spec.layout not in ("300w", "aflw"):
             raise UsageError(f"synthetic faces have 68 (or 19) points; the model predicts layout {spec.layout!r}")
@@ -277,7 +277,7 @@ def _evaluation_data(args: argparse.Namespace, spec):
 
 
 def _load(path: Path, device: str):
-    from .experiments import load_trained
+    from landmarks.experiments import load_trained
 
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
@@ -295,8 +295,8 @@ def _metric_lines(metrics: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------ subcommands
 def run_train(args: argparse.Namespace, command: str) -> int:
     """``train``: build the spec, train it (resumably), save it and print the final metrics."""
-    from .experiments import ModelSpec, save_trained, train_spec
-    from .layouts import get_layout
+    from landmarks.experiments import ModelSpec, save_trained, train_spec
+    from landmarks.data.layouts import get_layout
 
     settings = profiles.current(image_size=args.image_size, width=args.width, epochs=args.epochs,
                                 batch_size=args.batch_size, learning_rate=args.lr,
@@ -327,7 +327,7 @@ def run_train(args: argparse.Namespace, command: str) -> int:
 
 def run_evaluate(args: argparse.Namespace, command: str) -> int:
     """``evaluate``: NME / FR / AUC of a model file on a test set."""
-    from .train import evaluate
+    from landmarks.training.loop import evaluate
 
     device = _device(args.device)
     model, task, spec, _ = _load(args.model, device)
@@ -347,7 +347,7 @@ def run_evaluate(args: argparse.Namespace, command: str) -> int:
 
 def crop_box_for(image_shape: tuple[int, ...], box: Sequence[float] | None, box_scale: float) -> np.ndarray:
     """The square crop box: ``box`` enlarged by ``box_scale``, or the whole image made square."""
-    from .datasets import crop_box
+    from landmarks.data.datasets import crop_box
 
     if box is None:
         height, width = image_shape[:2]
@@ -368,8 +368,8 @@ def predict_image(model, task, image: np.ndarray, size: int, crop: np.ndarray, d
     """
     import torch
 
-    from .coords import apply_affine
-    from .datasets import crop_and_resize, crop_matrix
+    from landmarks.data.coords import apply_affine
+    from landmarks.data.datasets import crop_and_resize, crop_matrix
 
     pixels, _ = crop_and_resize(image, np.zeros((0, 2)), crop, size)
     batch = {"image": torch.from_numpy(pixels).permute(2, 0, 1).float().div(255.0)[None].to(device)}
@@ -381,8 +381,8 @@ def predict_image(model, task, image: np.ndarray, size: int, crop: np.ndarray, d
 
 def _pts_text(points: np.ndarray) -> str:
     """``points`` as the text of a 1-based ``.pts`` file (written by :func:`formats.write_pts`)."""
-    from .coords import to_one_based
-    from .formats import write_pts
+    from landmarks.data.coords import to_one_based
+    from landmarks.data.formats import write_pts
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "points.pts"
@@ -395,8 +395,8 @@ def _save_drawing(image: np.ndarray, points: np.ndarray, layout: str, path: Path
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .layouts import get_layout
-    from .viz import show_landmarks
+    from landmarks.data.layouts import get_layout
+    from landmarks.plots.figures import show_landmarks
 
     height, width = image.shape[:2]
     zoom = max(1.0, 512 / max(height, width))  # small images are enlarged so the markers stay readable
@@ -408,7 +408,7 @@ def _save_drawing(image: np.ndarray, points: np.ndarray, layout: str, path: Path
 
 def run_predict(args: argparse.Namespace, command: str) -> int:
     """``predict``: landmarks of one image, printed (and drawn with --output)."""
-    from .datasets import read_image
+    from landmarks.data.datasets import read_image
 
     device = _device(args.device)
     model, task, spec, _ = _load(args.model, device)

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .checkpoints import load_checkpoint, normalise_config, save_model
-from .models import LandmarkModel, coordinate_net, heatmap_net, pipnet
-from .pip import mean_face, neighbour_indices
-from .profile import Profile
-from .tasks import CoordinateTask, HeatmapTask, PIPTask
-from .train import History, fit
+from landmarks.training.checkpoints import load_checkpoint, normalise_config, save_model
+from landmarks.models import LandmarkModel, coordinate_net, heatmap_net, pipnet
+from landmarks.codecs.pip import mean_face, neighbour_indices
+from landmarks.profile import Profile
+from landmarks.codecs.tasks import CoordinateTask, HeatmapTask, PIPTask
+from landmarks.training.loop import History, fit
 
 HEADS = ("pip", "heatmap", "coordinate")
 
@@ -167,7 +167,7 @@ class SyntheticData:
     seed: int = 0
 
     def build(self, image_size: int) -> Dataset:
-        from .synthetic import SyntheticFaces
+        from landmarks.data.synthetic import SyntheticFaces
 
         return SyntheticFaces(self.domain, image_size, length=self.length, seed=self.seed)
 
@@ -192,7 +192,7 @@ def load_or_train_spec(name: str, spec: ModelSpec, profile: Profile, train: Synt
     ``"history"``, ``"command"``). Training evaluates on ``test`` and saves the result, so the next call
     (and every later build of the book) loads it instead.
     """
-    from .train import evaluate
+    from landmarks.training.loop import evaluate
 
     path = checkpoint_root() / profile.name / f"{name}.pt"
     wanted = stored_model_config(spec, profile, train, test)
@@ -233,7 +233,7 @@ def book_data(profile: Profile) -> tuple[SyntheticData, SyntheticData]:
 def book_model(name: str, profile: Profile | None = None, progress: bool = True, retrain: bool = False
                ) -> tuple[LandmarkModel, Any, ModelSpec, dict[str, Any]]:
     """One of :data:`BOOK_MODELS`, loaded from its stored checkpoint or trained (and stored) now."""
-    from .profile import current
+    from landmarks.profile import current
 
     if name not in BOOK_MODELS:
         raise KeyError(f"unknown book model {name!r}; known: {sorted(BOOK_MODELS)}")

@@ -10,9 +10,9 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from .layouts import Layout, get_layout
-from .metrics import normalising_distance
-from .ops import expectation_2d, mean_absolute_deviation, softargmax_2d, spatial_softmax, variance_2d
+from landmarks.data.layouts import Layout, get_layout
+from landmarks.evaluation.metrics import normalising_distance
+from landmarks.codecs.softargmax import expectation_2d, mean_absolute_deviation, softargmax_2d, spatial_softmax, variance_2d
 
 __all__ = ["pip_loss", "heatmap_mse", "coordinate_l1", "coordinate_l2", "iod_normalised_l2", "softargmax_loss",
            "laplace_kl_divergence", "gaussian_kl_divergence", "laplace_kl", "gaussian_kl"]

@@ -8,12 +8,16 @@ dataset). Every chapter reads its sizes from :func:`current` and branches on not
     settings = landmarks.profile.current()
     settings.image_size   # 128 in the quick profile, 256 in the full one
 
-This module is the only place that reads the variable.
+This module is the only place that reads the variable, and the only one whose code depends on the
+profile's name. Settings that only one chapter uses are kept per chapter in :attr:`Profile.chapters`
+(``profile.chapter("06")``): each chapter's settings class takes them as keyword arguments, so a
+chapter reads its settings from the profile the same way in both profiles.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 ENV_VARIABLE = "LANDMARKS_PROFILE"
 
@@ -34,6 +38,9 @@ class Profile:
         decay_epochs: epochs after which the learning rate is multiplied by ``decay``.
         decay: the step-decay factor.
         num_workers: data-loading worker processes.
+        seeds: the replicates of every stored experiment (initialisation and data order; the test
+            sets never change with the seed).
+        chapters: chapter number -> the settings of that chapter that differ from its defaults.
     """
 
     name: str
@@ -47,6 +54,32 @@ class Profile:
     decay_epochs: tuple[int, ...] = ()
     decay: float = 0.1
     num_workers: int = 0
+    seeds: tuple[int, ...] = (0,)
+    chapters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+
+    def chapter(self, number: str) -> dict[str, Any]:
+        """The settings of chapter ``number`` (``"06"``) that this profile sets (a copy)."""
+        return dict(self.chapters.get(number, {}))
+
+    def schedule(self) -> dict[str, Any]:
+        """The training schedule as keyword arguments of :func:`landmarks.training.loop.fit`."""
+        return dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.learning_rate,
+                    decay_epochs=self.decay_epochs, decay=self.decay, num_workers=self.num_workers)
+
+
+#: Chapter settings of the full profile (the papers' settings; the quick ones are each chapter's defaults).
+_FULL_CHAPTERS: dict[str, dict[str, Any]] = {
+    # LaplaceKL (Sect. 3.4, 4): Adam 1e-3, dropout, 200 epochs at full width.
+    "06": dict(train_images=20000, test_images=2000, epochs=200, batch_size=16, lr=1e-3, dropout=0.1, divisor=1,
+               size_divisors=(2, 4, 8, 16), sweep_divisor=4, sweep_images=20000, sweep_epochs=20),
+    # The paper's D(10K)-D(70K) unlabelled pools, 200 epochs in all.
+    "07": dict(unlabelled_counts=(10_000, 30_000, 50_000, 70_000), epochs=100, d_divisor=1,
+               sweep_unlabelled=10_000, records_per_epoch=1),
+    # Fine-grained (Sect. 6.6): 25 % channels, batch 64, Adam 5e-4 decayed by 0.3, weight decay 5e-4,
+    # CropNet block of 128 channels; epochs scaled down from the paper's 400.
+    "09": dict(image_size=256, train_images=20000, test_images=2000, epochs=60, smooth_epochs=45, batch_size=64,
+               lr=5e-4, decay_epochs=(30, 50), decay=0.3, weight_decay=5e-4, hidden=128),
+}
 
 
 PROFILES: dict[str, Profile] = {
@@ -55,7 +88,8 @@ PROFILES: dict[str, Profile] = {
                      epochs=8, batch_size=32, learning_rate=1e-3, decay_epochs=(6,), num_workers=0),
     # PIPNet's settings: 256 px, ResNet-18, 60 epochs, Adam 1e-4 decayed at 30 and 50, batch 16.
     "full": Profile(name="full", image_size=256, width=1.0, train_images=20000, test_images=2000,
-                    epochs=60, batch_size=16, learning_rate=1e-4, decay_epochs=(30, 50), num_workers=4),
+                    epochs=60, batch_size=16, learning_rate=1e-4, decay_epochs=(30, 50), num_workers=4,
+                    chapters=_FULL_CHAPTERS),
 }
 
 

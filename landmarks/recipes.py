@@ -28,9 +28,9 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .checkpoints import config_differences, describe_differences, load_checkpoint, normalise_config, save_model
-from .profile import Profile, current
-from .train import History
+from landmarks.training.checkpoints import config_differences, describe_differences, load_checkpoint, normalise_config, save_model
+from landmarks.profile import Profile, current
+from landmarks.training.loop import History
 
 Metrics = dict[str, float]
 
@@ -73,8 +73,8 @@ def register(name: str, chapter: str) -> Callable[[Callable[[Profile], Recipe]],
 
 
 def load_all() -> dict[str, tuple[str, Callable[[Profile], Recipe]]]:
-    """Import every module of :mod:`landmarks.stored` (each registers its chapter's recipes)."""
-    from . import stored
+    """Import every module of :mod:`landmarks.book` (each registers its chapter's recipes)."""
+    from landmarks import book as stored
 
     for module in pkgutil.iter_modules(stored.__path__):
         importlib.import_module(f"{stored.__name__}.{module.name}")
@@ -90,7 +90,7 @@ def recipe(name: str, profile: Profile | None = None) -> Recipe:
 
 
 def stored_path(name: str, profile: Profile | None = None):
-    from .experiments import checkpoint_root
+    from landmarks.experiments import checkpoint_root
 
     return checkpoint_root() / (profile or current()).name / f"{name}.pt"
 

@@ -4,7 +4,7 @@ Two kinds of stored model live under ``landmarks/assets/checkpoints/<profile>/``
 
 - the detectors of :data:`landmarks.experiments.BOOK_MODELS` (chapters 2-3), trained with the
   library's own loop on the book's studio faces;
-- the recipes of :mod:`landmarks.stored` (one module per chapter, see :mod:`landmarks.recipes`).
+- the recipes of :mod:`landmarks.book` (one module per chapter, see :mod:`landmarks.recipes`).
 
 Each is trained in the current profile (``LANDMARKS_PROFILE``, quick by default), evaluated, and
 saved with its weights, history, metrics and this command. A model whose stored settings already

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from landmarks.adversarial import (
+from landmarks.laplacekl.adversarial import (
     AdversarialSettings,
     discriminator_scale,
     fake_heatmaps,
@@ -15,7 +15,7 @@ from landmarks.adversarial import (
 )
 from landmarks.models.patchgan import PatchGAN
 from landmarks.models.recombinator import Recombinator
-from landmarks.tasks import SoftargmaxTask
+from landmarks.codecs.tasks import SoftargmaxTask
 
 def _faces(count: int, seed: int, points: int = 3, size: int = 16) -> list[dict]:
     g = torch.Generator().manual_seed(seed)

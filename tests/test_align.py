@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from landmarks.align import (align_loss, align_loss_per_point, candidate_grid, contour_map, gaussian_kernel,
+from landmarks.finegrained.align_loss import (align_loss, align_loss_per_point, candidate_grid, contour_map, gaussian_kernel,
                              loss_surfaces, smooth_patches, smoothing_matrix)
-from landmarks.crops import crop_patches
+from landmarks.finegrained.crops import crop_patches
 
 
 def test_gaussian_kernel_values():

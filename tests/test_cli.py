@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from landmarks import cli
-from landmarks.coords import from_one_based, to_one_based
-from landmarks.datasets import DATA_SOURCES, LandmarkDataset
+from landmarks.data.coords import from_one_based, to_one_based
+from landmarks.data.datasets import DATA_SOURCES, LandmarkDataset
 from landmarks.experiments import HEADS, load_trained
-from landmarks.formats import read_pts, write_pts
-from landmarks.metrics import NORMS
+from landmarks.data.formats import read_pts, write_pts
+from landmarks.evaluation.metrics import NORMS
 from landmarks.models.backbones import RESNET_SPECS
-from landmarks.synthetic import DOMAINS, SyntheticFaces
+from landmarks.data.synthetic import DOMAINS, SyntheticFaces
 
 #: The options each subcommand must offer, written out from the specification of the command line.
 OPTIONS = {

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from landmarks.crops import crop_eq5, crop_patches, patch_offsets, to_map_index
+from landmarks.finegrained.crops import crop_eq5, crop_patches, patch_offsets, to_map_index
 
 
 def test_matches_direct_eq5_on_random_maps():

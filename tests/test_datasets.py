@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from landmarks.coords import from_one_based
-from landmarks.datasets import (LandmarkDataset, crop_and_resize, crop_box, crop_matrix, load_300w,
+from landmarks.data.coords import from_one_based
+from landmarks.data.datasets import (LandmarkDataset, crop_and_resize, crop_box, crop_matrix, load_300w,
                                 load_aflw, load_cofw, load_wflw, opencv_matrix)
-from landmarks.demo_data import (FAKE_300W_COUNTS, make_300w_root, make_aflw_root, make_cofw_root,
+from landmarks.book.demo_data import (FAKE_300W_COUNTS, make_300w_root, make_aflw_root, make_cofw_root,
                                  make_wflw_root)
-from landmarks.formats import read_aflw_mat, read_cofw_mat, read_pts, read_wflw_list
-from landmarks.layouts import W300
+from landmarks.data.formats import read_aflw_mat, read_cofw_mat, read_pts, read_wflw_list
+from landmarks.data.layouts import W300
 
 
 # --------------------------------------------------------------------------- geometry

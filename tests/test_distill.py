@@ -1,4 +1,4 @@
-"""Tests for landmarks.distill: transform ensembles, pseudo-labels, curriculum loss, self-training."""
+"""Tests for landmarks.pipnet.distillation: transform ensembles, pseudo-labels, curriculum loss, self-training."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset, Subset, default_collate
 
-from landmarks.distill import (
+from landmarks.pipnet.distillation import (
     FLIPS,
     NONE,
     ROTATIONS,
@@ -35,11 +35,11 @@ from landmarks.distill import (
     tsd_split,
 )
 from landmarks.experiments import ModelSpec
-from landmarks.layouts import custom_layout
+from landmarks.data.layouts import custom_layout
 from landmarks.losses import pip_loss
-from landmarks.pip import pip_targets
+from landmarks.codecs.pip import pip_targets
 from landmarks.profile import Profile
-from landmarks.tasks import PIPTask
+from landmarks.codecs.tasks import PIPTask
 
 SIZE = 64
 # Three points: 0 and 1 are a left/right pair (both drawn in channel 0), 2 lies on the axis (channel 1).

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from landmarks import checkpoints
-from landmarks.train import CHECKPOINT_NAME
+from landmarks.training import checkpoints
+from landmarks.training.loop import CHECKPOINT_NAME
 
 SCRIPT = Path(__file__).with_name("toy_training.py")
 

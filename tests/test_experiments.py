@@ -5,9 +5,9 @@ import torch
 from landmarks.experiments import (ModelSpec, build_model, build_task, load_trained, save_trained, train_spec,
                                    with_neighbours)
 from landmarks.profile import PROFILES
-from landmarks.synthetic import SyntheticFaces
-from landmarks.tasks import CoordinateTask, HeatmapTask, PIPTask
-from landmarks.train import evaluate
+from landmarks.data.synthetic import SyntheticFaces
+from landmarks.codecs.tasks import CoordinateTask, HeatmapTask, PIPTask
+from landmarks.training.loop import evaluate
 
 TINY = PROFILES["quick"].__class__(name="tiny", image_size=64, width=0.25, train_images=24, test_images=8,
                                    epochs=1, batch_size=8, learning_rate=1e-3)

@@ -2,14 +2,14 @@
 import pytest
 import torch
 
-from landmarks.align import align_loss
-from landmarks.finegrained import PAPER_SCHEME, FineGrainedTask, MemoryDataset, evaluate_stages, stage_table
-from landmarks.layouts import get_layout
+from landmarks.finegrained.align_loss import align_loss
+from landmarks.finegrained.stages import PAPER_SCHEME, FineGrainedTask, MemoryDataset, evaluate_stages, stage_table
+from landmarks.data.layouts import get_layout
 from landmarks.losses import iod_normalised_l2
-from landmarks.metrics import nme
+from landmarks.evaluation.metrics import nme
 from landmarks.models.cropnet import finegrained_net
-from landmarks.synthetic import SyntheticFaces
-from landmarks.train import evaluate, fit
+from landmarks.data.synthetic import SyntheticFaces
+from landmarks.training.loop import evaluate, fit
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
-"""Readers and writers of landmarks.formats: real-world quirks, round trips, malformed input."""
+"""Readers and writers of landmarks.data.formats: real-world quirks, round trips, malformed input."""
 import h5py
 import numpy as np
 import pytest
 
-from landmarks.demo_data import write_aflw_mat, write_cofw_mat
-from landmarks.formats import (WFLW_ATTRIBUTES, WFLWRecord, read_aflw_mat, read_cofw_mat, read_pts,
+from landmarks.book.demo_data import write_aflw_mat, write_cofw_mat
+from landmarks.data.formats import (WFLW_ATTRIBUTES, WFLWRecord, read_aflw_mat, read_cofw_mat, read_pts,
                                read_wflw_list, write_pts, write_wflw_list)
 
 RNG = np.random.default_rng(7)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from landmarks.heatmaps import decode_heatmap, default_sigma, gaussian_heatmaps
+from landmarks.codecs.heatmaps import decode_heatmap, default_sigma, gaussian_heatmaps
 
 
 def test_default_sigma_follows_the_paper_radii():

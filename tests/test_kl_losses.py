@@ -13,13 +13,13 @@ from landmarks.losses import (
     laplace_kl_divergence,
     softargmax_loss,
 )
-from landmarks.ops import (
+from landmarks.codecs.softargmax import (
     expectation_2d,
     mean_absolute_deviation,
     spatial_softmax,
     variance_2d,
 )
-from landmarks.tasks import SoftargmaxTask
+from landmarks.codecs.tasks import SoftargmaxTask
 
 def _random_parameters(seed: int):
     g = torch.Generator().manual_seed(seed)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from landmarks.layouts import LAYOUTS, conversion_matrix, convert, custom_layout, get_layout
+from landmarks.data.layouts import LAYOUTS, conversion_matrix, convert, custom_layout, get_layout
 
 
 @pytest.mark.parametrize("name,count", [("300w", 68), ("wflw", 98), ("cofw", 29), ("aflw", 19)])

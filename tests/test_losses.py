@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landmarks.layouts import custom_layout
+from landmarks.data.layouts import custom_layout
 from landmarks.losses import coordinate_l1, coordinate_l2, heatmap_mse, iod_normalised_l2, pip_loss
-from landmarks.pip import pip_targets
+from landmarks.codecs.pip import pip_targets
 
 # --------------------------------------------------------------------------- pip_loss
 # Image 4 x 4 at stride 2 -> 2 x 2 maps; neighbours 0 <-> 1 (nb = 1).

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from landmarks.layouts import AFLW, W300, custom_layout
-from landmarks.metrics import auc, ced, failure_rate, landmark_boxes, nme, normalising_distance, summarise
+from landmarks.data.layouts import AFLW, W300, custom_layout
+from landmarks.evaluation.metrics import auc, ced, failure_rate, landmark_boxes, nme, normalising_distance, summarise
 
 # Three points: two "eye corners" (0, 1) and a third (2).
 TRI = custom_layout(3, name="tri", flip_pairs=[(0, 1)], outer_eye_corners=(0, 1), pupils=(0, 1))

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from landmarks.ops import (
+from landmarks.codecs.softargmax import (
     expectation_2d,
     gaussian_heatmaps_normalised,
     laplace_heatmaps,

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from landmarks.layouts import AFLW, custom_layout
-from landmarks.pip import (decode_pip, decode_pip_detailed, map_size, mean_face, merge_neighbour_votes,
+from landmarks.data.layouts import AFLW, custom_layout
+from landmarks.codecs.pip import (decode_pip, decode_pip_detailed, map_size, mean_face, merge_neighbour_votes,
                            neighbour_indices, pip_targets)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

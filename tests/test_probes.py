@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from landmarks.layouts import get_layout
-from landmarks.metrics import nme
+from landmarks.data.layouts import get_layout
+from landmarks.evaluation.metrics import nme
 from landmarks.models import heatmap_net, pipnet
 from landmarks.models.backbones import ResNetBackbone
-from landmarks.pip import decode_pip_detailed
-from landmarks.probes import (
+from landmarks.codecs.pip import decode_pip_detailed
+from landmarks.pipnet.position import (
     BlackFaces,
     PaddedMaxPool2d,
     WrappedConvTranspose2d,
@@ -19,8 +19,8 @@ from landmarks.probes import (
     probe,
     set_padding_mode,
 )
-from landmarks.synthetic import SyntheticFaces
-from landmarks.tasks import CoordinateTask, HeatmapTask, PIPTask
+from landmarks.data.synthetic import SyntheticFaces
+from landmarks.codecs.tasks import CoordinateTask, HeatmapTask, PIPTask
 
 LAYOUT = get_layout("300w")
 
@@ -256,7 +256,7 @@ def test_position_sensitivity_of_a_coordinate_head_is_nan():
 
 
 def test_pull_to_mean_counts_misses_that_fall_back_on_the_mean_shape():
-    from landmarks.probes import pull_to_mean
+    from landmarks.pipnet.position import pull_to_mean
 
     layout = get_layout("300w")
     truth = torch.rand(2, layout.num_points, 2) * 20 + 54

@@ -5,7 +5,7 @@ from torch import nn
 
 from landmarks.profile import Profile
 from landmarks.recipes import Recipe, StaleModel, cook, load_stored, round_to_half
-from landmarks.train import History
+from landmarks.training.loop import History
 
 PROFILE = Profile(name="tiny", image_size=8, width=0.25, train_images=4, test_images=2, epochs=1, batch_size=2)
 

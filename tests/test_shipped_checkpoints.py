@@ -5,7 +5,7 @@ import pytest
 
 from landmarks.experiments import BOOK_MODELS, SyntheticData, checkpoint_root, load_trained
 from landmarks.recipes import load_all, load_stored
-from landmarks.train import evaluate
+from landmarks.training.loop import evaluate
 
 SHIPPED = sorted((checkpoint_root() / "quick").glob("*.pt"))
 RECIPES = load_all()

@@ -1,6 +1,6 @@
 import torch
 
-from landmarks.speed import head_models, images_per_second, speed_table
+from landmarks.evaluation.speed import head_models, images_per_second, speed_table
 
 
 def test_head_models_cover_table_8_and_decode():

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from landmarks.layouts import convert
-from landmarks.shape_model import ShapeModel, place_in_image
-from landmarks.synthetic import (
+from landmarks.data.layouts import convert
+from landmarks.data.shape_model import ShapeModel, place_in_image
+from landmarks.data.synthetic import (
     DOMAINS, NON_FACE_KINDS, Domain, NonFaceImages, Occluder, SyntheticFaces, domain_statistics, render_face,
     sample_face_params,
 )
-from landmarks.synthetic.stats import luma
+from landmarks.data.synthetic.stats import luma
 
 JAW, EYES, LIPS = list(range(0, 17)), list(range(36, 48)), list(range(48, 60))
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from landmarks.heatmaps import gaussian_heatmaps
+from landmarks.codecs.heatmaps import gaussian_heatmaps
 from landmarks.models import coordinate_net, heatmap_net, pipnet
-from landmarks.pip import pip_targets
-from landmarks.tasks import CoordinateTask, HeatmapTask, PIPTask
+from landmarks.codecs.pip import pip_targets
+from landmarks.codecs.tasks import CoordinateTask, HeatmapTask, PIPTask
 
 
 def _batch(size=64, points=68, seed=0):

@@ -8,10 +8,10 @@ from torch import nn
 
 matplotlib.use("Agg")
 
-from landmarks import checkpoints  # noqa: E402
-from landmarks.layouts import custom_layout  # noqa: E402
-from landmarks.synthetic import SyntheticFaces  # noqa: E402
-from landmarks.train import CHECKPOINT_NAME, History, evaluate, fit, load_or_train, loader_throughput  # noqa: E402
+from landmarks.training import checkpoints  # noqa: E402
+from landmarks.data.layouts import custom_layout  # noqa: E402
+from landmarks.data.synthetic import SyntheticFaces  # noqa: E402
+from landmarks.training.loop import CHECKPOINT_NAME, History, evaluate, fit, load_or_train, loader_throughput  # noqa: E402
 from toy_training import SIZE, ToyFaces, ToyModel, ToyTask  # noqa: E402
 
 TIMING_KEYS = ("seconds", "data_seconds", "images_per_s")

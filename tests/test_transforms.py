@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landmarks import transforms as T
-from landmarks.coords import pixel_centres
-from landmarks.layouts import W300, custom_layout
+from landmarks.data import transforms as T
+from landmarks.data.coords import pixel_centres
+from landmarks.data.layouts import W300, custom_layout
 
 H, W = 64, 80
 # Well inside the canvas and far apart, at sub-pixel positions.
@@ -271,8 +271,8 @@ def test_other_keys_pass_through():
 
 
 def test_augmented_view_applies_the_transform_on_every_access_and_keeps_the_layout():
-    from landmarks.synthetic import SyntheticFaces
-    from landmarks.transforms import Augmented, geometric_augmentation
+    from landmarks.data.synthetic import SyntheticFaces
+    from landmarks.data.transforms import Augmented, geometric_augmentation
 
     faces = SyntheticFaces("studio", 64, length=3, seed=1)
     calls = []

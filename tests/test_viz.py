@@ -12,8 +12,8 @@ import torch  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from landmarks import viz  # noqa: E402
-from landmarks.layouts import W300, custom_layout  # noqa: E402
+from landmarks.plots import figures as viz  # noqa: E402
+from landmarks.data.layouts import W300, custom_layout  # noqa: E402
 
 H, W = 48, 64
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from landmarks.layouts import custom_layout
+from landmarks.data.layouts import custom_layout
 
 SIZE = 8
 POINTS = 5
@@ -83,7 +83,7 @@ class ToyTask:
 
 def main(argv: list[str] | None = None) -> None:
     """torchrun entry: train the toy model with DDP and save ``rank<r>.pt`` in ``--out``."""
-    from landmarks.train import fit
+    from landmarks.training.loop import fit
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)

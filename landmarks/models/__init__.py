@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, ResNetBackbone, scaled_channels
-from .heads import PIP_KEYS, CoordinateHead, HeatmapHead, LandmarkModel, PIPHead
+from landmarks.models.backbones import IMAGENET_MEAN, IMAGENET_STD, ResNetBackbone, scaled_channels
+from landmarks.models.heads import PIP_KEYS, CoordinateHead, HeatmapHead, LandmarkModel, PIPHead
 
 __all__ = ["ResNetBackbone", "CoordinateHead", "HeatmapHead", "PIPHead", "LandmarkModel", "PIP_KEYS",
            "IMAGENET_MEAN", "IMAGENET_STD", "pipnet", "heatmap_net", "coordinate_net"]

@@ -36,9 +36,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
-from ..crops import crop_patches
-from .backbones import ResNetBackbone
-from .heads import CoordinateHead
+from landmarks.finegrained.crops import crop_patches
+from landmarks.models.backbones import ResNetBackbone
+from landmarks.models.heads import CoordinateHead
 
 __all__ = ["CropNet", "FineGrainedNet", "finegrained_net", "PAPER_LEVELS"]
 

@@ -2,7 +2,7 @@
 
 Every head takes the backbone's list of feature maps, reads one level of it (``level``, default the
 last: stride 32 on a ResNet) and returns a dict of raw tensors; decoding lives elsewhere
-(:mod:`landmarks.pip`, :mod:`landmarks.heatmaps`). A head knows only the channels and stride of the
+(:mod:`landmarks.codecs.pip`, :mod:`landmarks.codecs.heatmaps`). A head knows only the channels and stride of the
 level it reads, never which backbone produced it. Each head has ``num_points`` and ``net_stride``
 (the stride of its output maps in input pixels; ``None`` for the coordinate head).
 

@@ -1,0 +1,437 @@
+"""A Detector: a network, the decoder of its head, and the input it expects, in one object.
+
+The network maps images to raw outputs (score maps, heatmaps, coordinates); the *task* of its head
+(:mod:`landmarks.codecs.tasks`) decodes them into landmarks and, during training, turns labels into
+a loss. A :class:`Detector` holds both, with what a caller needs to feed it correctly:
+
+- ``image_size``: the side of the square input crop, in pixels;
+- ``layout``: the landmark layout (number of points, eye corners for the NME, flip pairs);
+- ``box_scale``: the crop convention: a face box ``(x0, y0, x1, y1)`` becomes the square crop of
+  side ``box_scale`` x its longer side, centred on it (:func:`landmarks.data.datasets.crop_box`);
+- the pixel convention: RGB images in ``[0, 1]`` (``uint8`` images are divided by 255); the
+  ImageNet mean / std normalisation is applied by the trunk itself.
+
+::
+
+    detector = build_detector(ModelSpec("pip", net_stride=32), training_shapes)
+    fit(detector, train_set, epochs=8, batch_size=32, lr=1e-3)
+    points = detector.predict(images)                      # (B, N, 2) in the images' pixels
+    points = detector.predict(photos, boxes=face_boxes)    # crop, resize, decode, map back
+    detector.save("pip.pt"); detector = Detector.load("pip.pt")
+
+Rebuilding from a file
+----------------------
+A file holds the weights and :meth:`Detector.config`: the dotted name of the function that builds
+the network with its keyword arguments (``"landmarks.models:pipnet"``), optional modifiers applied
+after building (``set_padding_mode``), and the task's class and fields. :meth:`Detector.load` builds
+the same untrained network, loads the weights and makes the same task. Only functions inside this
+package are called, so a file can name nothing else.
+
+Coordinates
+-----------
+Landmarks are continuous pixel coordinates: pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)``
+(:mod:`landmarks.data.coords`). :meth:`Detector.predict` with boxes cuts the crop with the same
+affine map the datasets use (:func:`~landmarks.data.datasets.crop_and_resize`), so a prediction
+on a crop maps back to the photo by the exact inverse of that map.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landmarks.codecs.pip import mean_face, neighbour_indices
+from landmarks.data.layouts import Layout, get_layout
+
+__all__ = ["Detector", "ModelSpec", "HEADS", "build_detector", "with_neighbours", "training_landmarks"]
+
+HEADS = ("pip", "heatmap", "coordinate")
+
+
+# ------------------------------------------------------------------------------ rebuilding by name
+def _resolve(name: str) -> Any:
+    """The object ``"landmarks.module:attribute"`` names; nothing outside this package."""
+    module, _, attribute = name.partition(":")
+    if not (module == "landmarks" or module.startswith("landmarks.")) or not attribute:
+        raise ValueError(f"{name!r}: a detector file may only name 'landmarks.<module>:<function>'")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _qualified(obj: Any) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def _encode(value: Any) -> Any:
+    """Task fields as plain values (tensors become ``{"tensor": nested list, "dtype": name}``)."""
+    if isinstance(value, Tensor):
+        return {"tensor": value.tolist(), "dtype": str(value.dtype).removeprefix("torch.")}
+    if isinstance(value, Layout):
+        return value.name
+    if isinstance(value, (tuple, list)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"tensor", "dtype"}:
+        return torch.tensor(value["tensor"], dtype=getattr(torch, value["dtype"]))
+    return value
+
+
+def task_config(task: Any) -> dict[str, Any]:
+    """``{"task": "landmarks.codecs.tasks:PIPTask", "fields": {...}}`` for a dataclass task."""
+    if not dataclasses.is_dataclass(task):
+        raise TypeError(f"{type(task).__name__}: a detector's task must be a dataclass to be saved")
+    fields = {f.name: _encode(getattr(task, f.name)) for f in dataclasses.fields(task) if f.init}
+    return {"task": _qualified(type(task)), "fields": fields}
+
+
+def task_from_config(config: Mapping[str, Any]) -> Any:
+    cls = _resolve(config["task"])
+    fields = {key: _decode(value) for key, value in config["fields"].items()}
+    for f in dataclasses.fields(cls):
+        if f.name in fields and isinstance(fields[f.name], list) and "tuple" in str(f.type):
+            fields[f.name] = tuple(fields[f.name])
+    return cls(**fields)
+
+
+# ------------------------------------------------------------------------------ the detector
+class Detector:
+    """A network with the decoder of its head and the input convention it was trained with.
+
+    Args:
+        model: maps ``(B, 3, H, W)`` images in ``[0, 1]`` to a dict of raw outputs.
+        task: decodes the outputs (``task.predict``) and defines the training loss (``task.loss``).
+        image_size: side of the square input crop (``None``: any size, images are used as given).
+        layout: the landmark layout (name or :class:`~landmarks.data.layouts.Layout`).
+        box_scale: crop side over the longer side of a face box given to :meth:`predict`.
+        architecture: how to rebuild ``model`` for :meth:`load` (``{"builder": "module:function",
+            "kwargs": {...}, "modifiers": [[name, kwargs], ...]}``); set by :func:`build_detector`.
+        spec: the :class:`ModelSpec` it was built from, if any (kept for display and the CLI).
+    """
+
+    def __init__(self, model: nn.Module, task: Any, image_size: int | None = None, layout: Layout | str = "300w",
+                 box_scale: float = 1.0, architecture: Mapping[str, Any] | None = None,
+                 spec: "ModelSpec | None" = None) -> None:
+        if image_size is not None and image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        if not box_scale > 0:
+            raise ValueError(f"box_scale must be positive, got {box_scale}")
+        self.model, self.task = model, task
+        self.image_size = image_size
+        self.layout = get_layout(layout)
+        self.box_scale = float(box_scale)
+        self.architecture = dict(architecture) if architecture is not None else None
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return (f"Detector({type(self.model).__name__}, {type(self.task).__name__}, image_size={self.image_size}, "
+                f"layout={self.layout.name!r}, box_scale={self.box_scale:g})")
+
+    # -------------------------------------------------------------------------- device and mode
+    @property
+    def device(self) -> torch.device:
+        tensor = next(iter([*self.model.parameters(), *self.model.buffers()]), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "Detector":
+        """Move the network to ``device``; returns the detector."""
+        self.model.to(device)
+        return self
+
+    def eval(self) -> "Detector":
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "Detector":
+        self.model.train(mode)
+        return self
+
+    # -------------------------------------------------------------------------- inference
+    def outputs(self, images: Tensor) -> dict[str, Tensor]:
+        """Raw network outputs of ``(B, 3, H, W)`` input crops (no decoding, no gradient bookkeeping
+        changed: call it under ``torch.no_grad()`` for inference)."""
+        return self.model(images)
+
+    def decode(self, outputs: Mapping[str, Tensor], images: Tensor) -> Tensor:
+        """``(B, N, 2)`` landmarks in pixels of ``images`` (the crops the outputs were computed on)."""
+        return self.task.predict(outputs, {"image": images})
+
+    @torch.no_grad()
+    def predict(self, images: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
+                boxes: Tensor | np.ndarray | Sequence[Sequence[float]] | None = None,
+                batch_size: int = 64) -> Tensor:
+        """Landmarks ``(B, N, 2)`` in the pixel coordinates of the images given.
+
+        ``images``: a ``(B, 3, H, W)`` tensor (float in ``[0, 1]`` or ``uint8``), or a sequence of
+        images of any sizes (``(3, H, W)`` tensors or ``(H, W, 3)`` RGB arrays). ``boxes``: one face
+        box ``(x0, y0, x1, y1)`` per image, cropped with :attr:`box_scale`; without boxes each
+        whole image is the crop (made square around its centre). Crops are resized to
+        :attr:`image_size`, decoded in evaluation mode (the mode is restored) and mapped back.
+        Returns a float32 CPU tensor.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if boxes is None and isinstance(images, Tensor) and images.ndim == 4 and self._fits(images):
+                return self._predict_crops(_as_float(images), batch_size).cpu()
+            return self._predict_boxes(_image_list(images), boxes, batch_size)
+        finally:
+            self.model.train(was_training)
+
+    def _fits(self, images: Tensor) -> bool:
+        height, width = images.shape[-2:]
+        return self.image_size is None or (height == width == self.image_size)
+
+    def _predict_crops(self, images: Tensor, batch_size: int) -> Tensor:
+        device = self.device
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size].to(device)
+            results.append(self.decode(self.outputs(chunk), chunk).float())
+        return torch.cat(results) if results else images.new_zeros(0, self.layout.num_points, 2)
+
+    def _predict_boxes(self, images: list[np.ndarray], boxes: Any, batch_size: int) -> Tensor:
+        from landmarks.data.coords import apply_affine
+        from landmarks.data.datasets import crop_and_resize, crop_box, crop_matrix
+
+        if self.image_size is None:
+            raise ValueError("this detector has no image_size: give it crops of the size it was trained on")
+        if boxes is not None:
+            boxes = np.asarray(boxes.cpu() if isinstance(boxes, Tensor) else boxes, dtype=np.float64).reshape(-1, 4)
+            if len(boxes) != len(images):
+                raise ValueError(f"{len(boxes)} boxes for {len(images)} images: give one box per image")
+            bad = ~(np.isfinite(boxes).all(1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+            if bad.any():
+                raise ValueError(f"box {boxes[bad][0].tolist()} (image {int(np.flatnonzero(bad)[0])}): "
+                                 "need x1 > x0 and y1 > y0")
+            crops = crop_box(boxes, self.box_scale)
+        else:
+            crops = np.stack([crop_box(np.array([0.0, 0.0, image.shape[1], image.shape[0]]), 1.0) for image in images])
+        size = self.image_size
+        pixels = np.stack([crop_and_resize(image, np.zeros((0, 2)), crop, size)[0] for image, crop in zip(images, crops)])
+        tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0)
+        points = self._predict_crops(tensor, batch_size).double().cpu().numpy()
+        mapped = []
+        for crop, pts in zip(crops, points):
+            inverse = np.linalg.inv(np.vstack([crop_matrix(crop, size), [0.0, 0.0, 1.0]]))[:2]
+            mapped.append(apply_affine(inverse, pts))
+        return torch.from_numpy(np.stack(mapped)).float()
+
+    # -------------------------------------------------------------------------- files
+    def config(self) -> dict[str, Any]:
+        """What :meth:`load` needs besides the weights (plain JSON-like values)."""
+        if self.architecture is None:
+            raise ValueError("this detector has no architecture record (build it with build_detector or pass "
+                             "architecture=...), so it could not be rebuilt from a file")
+        return {"architecture": self.architecture, "codec": task_config(self.task), "image_size": self.image_size,
+                "layout": self.layout.name, "box_scale": self.box_scale,
+                "spec": self.spec.to_config() if self.spec is not None else None}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Detector":
+        """The untrained detector a :meth:`config` describes."""
+        architecture = config["architecture"]
+        model = build_network(architecture)
+        spec = ModelSpec.from_config(config["spec"]) if config.get("spec") else None
+        return cls(model, task_from_config(config["codec"]), config.get("image_size"), config.get("layout", "300w"),
+                   config.get("box_scale", 1.0), architecture, spec)
+
+    def save(self, path: str | Path, history: Any = None, half: bool = False, **record: Any) -> Path:
+        """Write the weights (in float16 with ``half=True``), :meth:`config`, the training history and
+        ``record`` (metrics, settings, command, ...) to ``path``, atomically."""
+        from landmarks.training.checkpoints import save_model
+
+        model = self.model
+        if half:
+            model = _half_copy(model)
+        return save_model(path, model, history, {"detector": self.config(), **record})
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: Any = "cpu") -> "Detector":
+        """The detector saved at ``path`` (float32, evaluation mode)."""
+        return cls.load_with_record(path, map_location)[0]
+
+    @classmethod
+    def load_with_record(cls, path: str | Path, map_location: Any = "cpu") -> tuple["Detector", dict[str, Any]]:
+        """The detector saved at ``path`` and the rest of the file's record (``"history"``,
+        ``"metrics"``, ``"command"``, ... as saved)."""
+        from landmarks.training.checkpoints import load_checkpoint
+
+        state = load_checkpoint(path, map_location=map_location)
+        config = state.get("config") or {}
+        if "detector" not in config:
+            raise ValueError(f"{path}: not a detector file (no 'detector' record inside; it may be a training "
+                             "checkpoint: load it with the run's own code, or save the trained Detector)")
+        try:
+            detector = cls.from_config(config["detector"])
+            detector.model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                            for k, v in state["model"].items()})
+        except (KeyError, TypeError, RuntimeError) as error:
+            raise ValueError(f"{path}: the stored weights do not fit the stored architecture ({error})") from error
+        detector.model.to(map_location).eval()
+        record = {key: value for key, value in config.items() if key != "detector"}
+        record["history"] = state.get("history")
+        record.setdefault("command", state.get("command"))
+        return detector, record
+
+
+def _as_float(images: Tensor) -> Tensor:
+    return images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+
+
+def _image_list(images: Any) -> list[np.ndarray]:
+    """Images as ``(H, W, 3)`` uint8 RGB arrays (tensors in ``[0, 1]`` are scaled to 0-255)."""
+    if isinstance(images, (Tensor, np.ndarray)) and images.ndim == 3:
+        images = [images]
+    result = []
+    for index, image in enumerate(images):
+        if isinstance(image, Tensor):
+            if image.ndim != 3 or image.shape[0] != 3:
+                raise ValueError(f"image {index}: expected a (3, H, W) tensor, got {tuple(image.shape)}")
+            array = image.detach().cpu()
+            array = array if array.dtype == torch.uint8 else (array.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            image = array.permute(1, 2, 0).numpy()
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image {index}: expected an (H, W, 3) RGB array, got {image.shape}")
+        result.append(np.ascontiguousarray(image))
+    return result
+
+
+@torch.no_grad()
+def _half_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).half()
+
+
+@torch.no_grad()
+def round_to_half(model: nn.Module) -> nn.Module:
+    """Round every floating-point parameter and buffer to the nearest float16 value (kept float32).
+
+    Stored models are saved in half precision; rounding *before* they are evaluated makes the stored
+    metrics exactly those of the weights a reader loads.
+    """
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.half().float())
+    return model
+
+
+def build_network(architecture: Mapping[str, Any]) -> nn.Module:
+    """The untrained network an architecture record describes (builder, kwargs, modifiers)."""
+    model = _resolve(architecture["builder"])(**architecture.get("kwargs", {}))
+    for name, kwargs in architecture.get("modifiers", []):
+        model = _resolve(name)(model, **kwargs)
+    return model
+
+
+def architecture(builder: Any, modifiers: Sequence[tuple[Any, Mapping[str, Any]]] = (), **kwargs: Any
+                 ) -> dict[str, Any]:
+    """An architecture record: ``architecture(pipnet, num_points=68, width=0.25)``."""
+    from landmarks.training.checkpoints import normalise_config
+
+    return normalise_config({"builder": _qualified(builder), "kwargs": kwargs,
+                             "modifiers": [[_qualified(f), dict(k)] for f, k in modifiers]})
+
+
+# ------------------------------------------------------------------------------ PIPNet-family specs
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines a ResNet detector with a coordinate, heatmap or PIP head.
+
+    Args:
+        head: ``"pip"``, ``"heatmap"`` or ``"coordinate"``.
+        num_points: landmarks per face.
+        depth, width: ResNet depth and channel multiplier of the trunk.
+        image_size: side of the square input in pixels.
+        net_stride: stride of the head's output maps (PIP: 16-128, heatmap: 1-4; unused for coordinates).
+        num_neighbours: PIPNet's neighbours per landmark (0 = plain PIP regression).
+        neighbours: the neighbour indices, filled in from the training shapes by :func:`with_neighbours`.
+        coordinate_loss: ``"l1"``, ``"l2"`` or ``"iod-l2"`` for the coordinate head.
+        layout: layout name, used by the ``"iod-l2"`` loss and for evaluation.
+        pretrained: start the trunk from ImageNet weights (downloads; never in the offline book).
+    """
+
+    head: str = "pip"
+    num_points: int = 68
+    depth: int = 18
+    width: float = 0.25
+    image_size: int = 128
+    net_stride: int = 32
+    num_neighbours: int = 10
+    neighbours: tuple[tuple[int, ...], ...] | None = None
+    coordinate_loss: str = "l1"
+    layout: str = "300w"
+    pretrained: bool = False
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
+
+    @classmethod
+    def from_profile(cls, profile: Any, **fields: Any) -> "ModelSpec":
+        """A spec with the profile's trunk width and input size."""
+        return cls(width=profile.width, image_size=profile.image_size, **fields)
+
+    def to_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ModelSpec":
+        fields = dict(config)
+        if fields.get("neighbours") is not None:
+            fields["neighbours"] = tuple(tuple(int(i) for i in row) for row in fields["neighbours"])
+        return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
+
+
+def training_landmarks(data: Any, limit: int = 2000) -> Tensor:
+    """The ``(M, N, 2)`` landmarks of the first ``limit`` training samples (for the mean face)."""
+    return torch.stack([data[i]["landmarks"] for i in range(min(limit, len(data)))])
+
+
+def with_neighbours(spec: ModelSpec, train_landmarks: Tensor) -> ModelSpec:
+    """Fill in PIPNet's neighbour indices from the mean face of ``(M, N, 2)`` training landmarks."""
+    if spec.head != "pip" or spec.num_neighbours == 0:
+        return replace(spec, neighbours=None)
+    face = mean_face(train_landmarks, image_size=spec.image_size)
+    indices = neighbour_indices(face, spec.num_neighbours)
+    return replace(spec, neighbours=tuple(tuple(row) for row in indices.tolist()))
+
+
+def build_detector(spec: ModelSpec, train_landmarks: Tensor | None = None,
+                   modifiers: Sequence[tuple[Any, Mapping[str, Any]]] = (), box_scale: float = 1.0) -> Detector:
+    """The untrained detector of ``spec``.
+
+    A PIP spec with neighbours needs them: pass the training landmarks (``(M, N, 2)``) or a spec
+    already filled in by :func:`with_neighbours`. ``modifiers``: ``(function, kwargs)`` pairs applied
+    to the network after it is built (and again when it is loaded), e.g.
+    ``[(set_padding_mode, {"mode": "circular"})]``.
+    """
+    from landmarks.codecs.tasks import CoordinateTask, HeatmapTask, PIPTask
+    from landmarks.models import coordinate_net, heatmap_net, pipnet
+
+    if train_landmarks is not None and spec.head == "pip":
+        spec = with_neighbours(spec, train_landmarks)
+    common = dict(num_points=spec.num_points, depth=spec.depth, width=spec.width)
+    if spec.head == "pip":
+        if spec.num_neighbours and spec.neighbours is None:
+            raise ValueError("a PIP spec with neighbours needs them: pass the training landmarks")
+        record = architecture(pipnet, modifiers, net_stride=spec.net_stride, num_neighbours=spec.num_neighbours,
+                              **common)
+        task = PIPTask(spec.net_stride, torch.tensor(spec.neighbours) if spec.neighbours is not None else None)
+    elif spec.head == "heatmap":
+        record = architecture(heatmap_net, modifiers, net_stride=spec.net_stride, **common)
+        task = HeatmapTask(spec.net_stride)
+    else:
+        record = architecture(coordinate_net, modifiers, **common)
+        task = CoordinateTask(spec.coordinate_loss, spec.layout)
+    model = build_network({**record, "kwargs": {**record["kwargs"], "pretrained": spec.pretrained}})
+    return Detector(model, task, spec.image_size, spec.layout, box_scale, record, spec)

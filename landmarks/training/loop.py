@@ -1,0 +1,492 @@
+"""The book's one training loop, the same for every head.
+
+A *model* maps images ``(B, 3, H, W)`` to a dict of raw output tensors; a *task* (any object with
+the two methods of :class:`Task`) knows what those outputs mean: it turns a batch into targets and a
+loss, and decodes outputs into landmarks. :func:`fit` trains any model with any task::
+
+    history = fit(detector, train_set, val_set, epochs=8, batch_size=32, lr=1e-3,
+                  decay_epochs=(6,), checkpoint_dir="runs/pip")
+    history.plot()
+    results = evaluate(detector, test_set)   # landmarks.evaluation.loop: NME, FR@0.1, AUC@0.1
+
+What :func:`fit` does
+---------------------
+- Adam (``lr``, ``weight_decay``) with step decay (``MultiStepLR``: the rate is multiplied by
+  ``decay`` after each epoch in ``decay_epochs``).
+- Seeding: at the start of epoch ``e`` on process ``rank`` the torch, NumPy and Python RNGs, and the
+  generator that seeds the data-loading workers, are reseeded from ``(seed, e, rank)``; the order of
+  the training samples is a permutation drawn from ``(seed, e)`` (``DistributedSampler``, also with a
+  single process). PyTorch seeds torch, NumPy and ``random`` in every worker from that generator.
+  The randomness of an epoch therefore depends on nothing that happened before it.
+- Per-epoch history: the mean of every loss component, the learning rate, the epoch time, the
+  time spent waiting for data, images per second and, with ``val_data``, NME / FR / AUC.
+- A NaN or infinite loss stops the run with ``FloatingPointError`` naming epoch, step and component.
+- ``checkpoint_dir``: ``last.pt`` is replaced atomically after every epoch; with ``resume=True`` a
+  later call continues from it (and may ask for more epochs than the first one did).
+- ``amp=True`` on CUDA: ``torch.autocast`` in float16 with a ``GradScaler``. On the CPU it is
+  ignored with a warning (bfloat16 autocast on CPUs without bfloat16 units is slower than float32
+  and changes the numbers), so CPU runs stay float32 and reproducible.
+- Launched by ``torchrun`` (``WORLD_SIZE > 1`` in the environment) the same call trains with
+  ``DistributedDataParallel``: gloo on the CPU, NCCL on GPUs (one per process, ``LOCAL_RANK``),
+  ``batch_size`` images *per process*, the loss means averaged over processes, buffers (batch-norm
+  statistics) copied from rank 0 after every epoch, validation and checkpoints on rank 0 only.
+  If one process raises (a NaN loss), torchrun stops the others.
+
+What an *exact* resume needs
+----------------------------
+A run stopped after epoch ``k`` and resumed gives the same weights, bit for bit, as one that never
+stopped, because each epoch's randomness is seeded from ``(seed, epoch, rank)`` and the checkpoint
+holds everything else that changes (weights, Adam moments and step counts, scheduler, scaler). This
+holds when the resumed call uses
+
+- the same ``num_workers`` (which worker loads which sample, hence each sample's random
+  augmentation, depends on it) and ``persistent_workers=False``: persistent workers keep their RNGs
+  from the first epoch *of the call*, so after a resume they are seeded differently (sample order
+  and weights-side state are still restored; only worker-side augmentation differs);
+- the same device, thread count and library versions: on the CPU PyTorch's kernels are deterministic
+  for a fixed number of threads; on CUDA pass ``deterministic=True`` and set the environment variable
+  ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` before CUDA starts;
+- the same world size under ``torchrun`` (the configuration check refuses a different one).
+
+The checkpoint also stores the RNG states at the end of the epoch, for inspection; resuming does not
+need them because of the per-epoch seeding.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from landmarks.data.layouts import Layout
+from landmarks.evaluation.loop import evaluate, layout_for, loader as make_loader, to_device
+from landmarks.training.checkpoints import (FORMAT, atomic_save, config_differences, describe_differences,
+                                            load_checkpoint, normalise_config, provenance)
+
+if TYPE_CHECKING:
+    from landmarks.detector import Detector, ModelSpec
+
+__all__ = ["Task", "History", "fit", "train_spec", "loader_throughput", "seed_everything", "CHECKPOINT_NAME"]
+
+#: File name of the training checkpoint inside ``checkpoint_dir``.
+CHECKPOINT_NAME = "last.pt"
+#: Settings that may change between a run and its resumption (the others must match the checkpoint).
+RESUMABLE_CHANGES = ("epochs", "num_workers", "persistent_workers", "device", "amp", "deterministic",
+                     "val_every")
+
+
+class Task(Protocol):
+    """What :func:`fit` and :func:`evaluate` need to know about a head."""
+
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Scalar loss components; ``"total"`` is the one minimised, the others are logged."""
+
+    def predict(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
+        """Decoded landmarks ``(B, N, 2)`` in pixel coordinates of the batch's images."""
+
+
+# ---------------------------------------------------------------------------------------- history
+@dataclass
+class History:
+    """One record (a flat dict of numbers) per finished epoch.
+
+    Keys: ``epoch`` (1-based), ``lr``, ``seconds`` (training part of the epoch), ``data_seconds``
+    (of which waiting for the loader), ``images_per_s``, ``loss_<component>`` for every loss
+    component and, on validated epochs, ``val_nme``, ``val_fr``, ``val_auc`` (fractions).
+    """
+
+    records: list[dict[str, float]] = field(default_factory=list)
+
+    def append(self, record: Mapping[str, float]) -> None:
+        self.records.append(dict(record))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, float]:
+        return self.records[index]
+
+    def __iter__(self) -> Iterator[dict[str, float]]:
+        return iter(self.records)
+
+    def keys(self) -> list[str]:
+        """Every key that occurs, in order of first appearance."""
+        return list(dict.fromkeys(key for record in self.records for key in record))
+
+    def column(self, key: str) -> list[float]:
+        """The values of ``key`` epoch by epoch (NaN where an epoch lacks it)."""
+        return [float(record.get(key, math.nan)) for record in self.records]
+
+    def to_dict(self) -> dict[str, list[dict[str, float]]]:
+        return {"records": [dict(record) for record in self.records]}
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any] | None) -> "History":
+        return cls([dict(record) for record in (state or {}).get("records", [])])
+
+    def plot(self, ax=None, losses: Sequence[str] | None = None, metric: str = "val_nme"):
+        """Loss components (log scale, left axis) and ``metric`` in percent (right axis) per epoch.
+
+        Returns the left axes; the right one is ``ax.right`` when ``metric`` was drawn.
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            ax = plt.subplots(figsize=(6, 3.5))[1]
+        epochs = self.column("epoch")
+        names = losses if losses is not None else [k[5:] for k in self.keys() if k.startswith("loss_")]
+        for name in names:
+            ax.plot(epochs, self.column(f"loss_{name}"), marker="o", ms=3, label=f"loss {name}")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        handles, labels = ax.get_legend_handles_labels()
+        values = self.column(metric)
+        if any(math.isfinite(v) for v in values):
+            right = ax.twinx()
+            right.plot(epochs, [100 * v for v in values], "k--", marker="s", ms=3, label=metric.replace("_", " "))
+            right.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+            extra_handles, extra_labels = right.get_legend_handles_labels()
+            handles, labels = handles + extra_handles, labels + extra_labels
+            ax.right = right
+        if handles:
+            ax.legend(handles, labels, fontsize="small")
+        return ax
+
+
+# ---------------------------------------------------------------------------------------- seeding
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """A 63-bit seed for one epoch of one process, well mixed by NumPy's ``SeedSequence``."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def _rng_states() -> dict[str, Any]:
+    """The current RNG states, in types ``torch.load(weights_only=True)`` accepts."""
+    numpy_state = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+# ---------------------------------------------------------------------------------------- helpers
+@dataclass(frozen=True)
+class _Process:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _start_process_group(device: str | torch.device) -> tuple[_Process, torch.device, bool]:
+    """Read torchrun's environment; join (or start) the process group when ``WORLD_SIZE > 1``.
+
+    Returns the process description, the device this process trains on and whether this call
+    started the group (and so must end it).
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = torch.device(device)
+    if world_size == 1:
+        return _Process(), device, False
+    process = _Process(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+    if device.type == "cuda":
+        device = torch.device("cuda", process.local_rank)
+        torch.cuda.set_device(device)
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return process, device, started
+
+
+def _check_losses(losses: Mapping[str, Tensor], epoch: int, step: int, steps: int) -> dict[str, float]:
+    """The loss components as floats; ``FloatingPointError`` if any is NaN or infinite."""
+    if "total" not in losses:
+        raise KeyError(f"task.loss returned {sorted(losses)}; it must contain 'total'")
+    values = torch.stack([value.detach().float().reshape(()) for value in losses.values()]).cpu().tolist()
+    record = dict(zip(losses, values))
+    bad = [name for name, value in record.items() if not math.isfinite(value)]
+    if bad:
+        culprit = next((name for name in bad if name != "total"), "total")
+        shown = ", ".join(f"{name}={value:.4g}" for name, value in record.items())
+        raise FloatingPointError(f"non-finite loss in epoch {epoch + 1}, step {step + 1} of {steps}: "
+                                 f"component {culprit!r} is {record[culprit]} ({shown})")
+    return record
+
+
+# ---------------------------------------------------------------------------------------- fit
+def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = None, *, epochs: int,
+        batch_size: int, lr: float, decay_epochs: Sequence[int] = (), decay: float = 0.1, weight_decay: float = 0.0,
+        seed: int = 0, checkpoint_dir: str | Path | None = None, resume: bool = True, num_workers: int = 0,
+        persistent_workers: bool = False, drop_last: bool = True, device: str | torch.device = "cpu",
+        amp: bool = False, deterministic: bool = False, layout: str | Layout | None = None, norm: str | None = None,
+        val_every: int = 1, progress: bool = True, config: Mapping[str, Any] | None = None,
+        frozen_batchnorm: bool = False, loss: Task | None = None) -> History:
+    """Train ``detector``'s network in place on ``train_data`` for ``epochs`` epochs; return the history.
+
+    Args:
+        detector: a :class:`~landmarks.detector.Detector`; its network is moved to ``device``, its task
+            computes the loss and decodes the validation predictions.
+        train_data, val_data: datasets of sample dicts (``"image"``, ``"landmarks"``, ``"box"``, ...).
+        epochs: total number of epochs of the run (a resumed run counts the epochs already done).
+        batch_size: images per step and process; lr, decay_epochs, decay, weight_decay: Adam with
+            step decay after the listed epochs.
+        seed: seeds sample order, augmentation and any randomness of the model (see the module text).
+        checkpoint_dir: where ``last.pt`` goes after every epoch; ``resume`` continues from it.
+        num_workers, persistent_workers: data-loading processes (``pin_memory`` is used on CUDA).
+        drop_last: skip the last incomplete batch of an epoch (batch norm dislikes tiny batches).
+        amp: mixed precision on CUDA (ignored with a warning on the CPU).
+        deterministic: ``torch.use_deterministic_algorithms`` for the duration of the call.
+        layout, norm: for the validation NME (layout defaults to ``val_data.layout``).
+        val_every: validate every ``val_every`` epochs and after the last one.
+        progress: a tqdm bar and one summary line per epoch (rank 0 only).
+        config: extra settings to store in checkpoints (the model's and data's description);
+            a resumed run must pass the same.
+        frozen_batchnorm: keep every batch-norm layer in evaluation mode (its running statistics
+            fixed, its scale and shift still trained). Needed when all images of a batch are alike,
+            e.g. the black-image experiment, where batch statistics have no variance and batch norm
+            divides by sqrt(eps).
+        loss: a task whose ``loss`` is minimised instead of the detector's own (e.g. the curriculum
+            loss of PIPNet's self-training); validation still decodes with the detector's task.
+
+    Raises:
+        FloatingPointError: a loss component became NaN or infinite.
+        ValueError: the checkpoint in ``checkpoint_dir`` was made with other settings.
+    """
+    model, task = detector.model, loss if loss is not None else detector.task
+    process, device, started_group = _start_process_group(device)
+    previous_determinism = (torch.are_deterministic_algorithms_enabled(),
+                            torch.is_deterministic_algorithms_warn_only_enabled())
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, decay_epochs=list(decay_epochs), decay=decay,
+                        weight_decay=weight_decay, seed=seed, drop_last=drop_last, world_size=process.world_size,
+                        model=type(model).__name__, task=type(task).__name__, num_workers=num_workers,
+                        persistent_workers=persistent_workers, device=str(device), amp=amp,
+                        deterministic=deterministic, val_every=val_every, frozen_batchnorm=frozen_batchnorm,
+                        user=normalise_config(config))
+        return _fit(detector, task, train_data, val_data, settings, process, device,
+                    checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None, resume=resume,
+                    layout=layout, norm=norm, progress=progress)
+    finally:
+        torch.use_deterministic_algorithms(previous_determinism[0], warn_only=previous_determinism[1])
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _fit(detector: "Detector", task: Task, train_data: Dataset, val_data: Dataset | None, settings: dict[str, Any],
+         process: _Process, device: torch.device, *, checkpoint_dir: Path | None, resume: bool,
+         layout: str | Layout | None, norm: str | None, progress: bool) -> History:
+    s, model = settings, detector.model
+    use_amp = s["amp"] and device.type == "cuda"
+    if s["amp"] and not use_amp:
+        warnings.warn("amp=True is ignored on the CPU: training in float32 (see landmarks.training.loop)", stacklevel=3)
+    val_layout = layout_for(layout, val_data, detector) if val_data is not None else None
+
+    model.to(device)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=s["lr"], weight_decay=s["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=s["decay_epochs"], gamma=s["decay"])
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    history, start_epoch, step = History(), 0, 0
+
+    path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if path is not None and path.exists():
+        if resume:
+            state = load_checkpoint(path, kind="training", map_location=device)
+            differences = config_differences(state["config"], s, ignore=RESUMABLE_CHANGES)
+            if differences:
+                raise ValueError(f"{path}: cannot resume, the run was made with other settings "
+                                 f"({describe_differences(differences)}); use another checkpoint_dir or resume=False")
+            if state["config"]["num_workers"] != s["num_workers"]:
+                warnings.warn(f"resuming with num_workers={s['num_workers']} instead of "
+                              f"{state['config']['num_workers']}: augmentation will not repeat exactly", stacklevel=3)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            history, start_epoch, step = History.from_dict(state["history"]), state["epoch"], state["step"]
+        elif process.main:
+            warnings.warn(f"resume=False: {path} will be overwritten by a new run", stacklevel=3)
+
+    net = model
+    if process.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = DistributedSampler(train_data, num_replicas=process.world_size, rank=process.rank, shuffle=True,
+                                 seed=s["seed"])
+    generator = torch.Generator()
+    batches = make_loader(train_data, s["batch_size"], sampler=sampler, num_workers=s["num_workers"],
+                     persistent_workers=s["persistent_workers"], pin_memory=device.type == "cuda",
+                     drop_last=s["drop_last"], generator=generator)
+    steps = len(batches)
+    if steps == 0:
+        raise ValueError(f"no training batch: {len(sampler)} samples per process, batch_size={s['batch_size']}, "
+                         f"drop_last={s['drop_last']}")
+
+    bar = tqdm(total=steps * max(s["epochs"] - start_epoch, 0), disable=not (progress and process.main),
+               dynamic_ncols=True, leave=False)
+    try:
+        for epoch in range(start_epoch, s["epochs"]):
+            bar.set_description(f"epoch {epoch + 1}/{s['epochs']}")
+            seed_everything(_epoch_seed(s["seed"], epoch, process.rank))
+            generator.manual_seed(_epoch_seed(s["seed"], epoch, process.rank))
+            sampler.set_epoch(epoch)
+            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            record.update(_train_epoch(net, task, batches, optimizer, scaler, device, use_amp, process, epoch, bar,
+                                       frozen_batchnorm=s.get("frozen_batchnorm", False)))
+            step += steps
+            scheduler.step()
+            if process.distributed:  # every rank ends the epoch with rank 0's buffers (batch-norm statistics)
+                for buffer in model.buffers():
+                    dist.broadcast(buffer, src=0)
+            last = epoch + 1 == s["epochs"]
+            if val_data is not None and ((epoch + 1) % s["val_every"] == 0 or last):
+                record.update(_validate(detector, val_data, val_layout, norm, s, process))
+            history.append(record)
+            if path is not None and process.main:
+                atomic_save({"format": FORMAT, "kind": "training", "epoch": epoch + 1, "step": step,
+                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                             "rng": _rng_states(), "history": history.to_dict(), "config": s, **provenance()}, path)
+            if process.distributed:
+                dist.barrier()
+            if progress and process.main:
+                bar.write(_summary_line(record, s["epochs"]))
+    finally:
+        bar.close()
+    return history
+
+
+def _train_epoch(net: nn.Module, task: Task, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, device: torch.device, use_amp: bool, process: _Process, epoch: int,
+                 bar, frozen_batchnorm: bool = False) -> dict[str, float]:
+    """One pass over ``loader``; the record's loss means, times and throughput (over all processes)."""
+    net.train()
+    if frozen_batchnorm:
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    sums: dict[str, float] = {}
+    images, data_seconds, steps = 0, 0.0, len(loader)
+    start = waiting = time.perf_counter()
+    for index, batch in enumerate(loader):
+        data_seconds += time.perf_counter() - waiting
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            outputs = net(batch["image"])
+        if use_amp:
+            outputs = {key: value.float() for key, value in outputs.items()}
+        losses = task.loss(outputs, batch)
+        values = _check_losses(losses, epoch, index, steps)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses["total"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        count = len(batch["image"])
+        images += count
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value * count
+        bar.update()
+        bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
+        waiting = time.perf_counter()
+    seconds = time.perf_counter() - start
+    names = list(sums)
+    totals = torch.tensor([sums[name] for name in names] + [images, seconds, data_seconds], dtype=torch.float64)
+    if process.distributed:
+        totals = totals.to(device)
+        dist.all_reduce(totals)
+        totals = totals.cpu()
+        totals[-2:] /= process.world_size  # mean time per process
+    images, seconds, data_seconds = totals[-3:].tolist()
+    record = {f"loss_{name}": value / images for name, value in zip(names, totals.tolist())}
+    record.update(seconds=seconds, data_seconds=data_seconds, images_per_s=images / seconds)
+    return record
+
+
+def _validate(detector: "Detector", data: Dataset, layout: Layout, norm: str | None, s: Mapping[str, Any],
+              process: _Process) -> dict[str, float]:
+    """Validation metrics on rank 0, shared with the other ranks."""
+    metrics = [None]
+    if process.main:
+        results = evaluate(detector, data, layout, s["batch_size"], norm, s["num_workers"])
+        metrics = [{f"val_{key}": results[key] for key in ("nme", "fr", "auc")}]
+    if process.distributed:
+        dist.broadcast_object_list(metrics, src=0)
+    return metrics[0]
+
+
+def _summary_line(record: Mapping[str, float], epochs: int) -> str:
+    parts = [f"epoch {int(record['epoch'])}/{epochs}", f"loss {record['loss_total']:.4g}"]
+    if "val_nme" in record:
+        parts.append(f"val NME {100 * record['val_nme']:.2f}% FR {100 * record['val_fr']:.1f}% "
+                     f"AUC {record['val_auc']:.3f}")
+    parts.append(f"lr {record['lr']:.2g}  {record['seconds']:.1f}s  {record['images_per_s']:.0f} img/s")
+    return "  ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- data loading
+def loader_throughput(dataset: Dataset, batch_size: int, num_workers: int = 0, batches: int = 20,
+                      pin_memory: bool = False, warmup: int = 1) -> float:
+    """Images per second delivered by a ``DataLoader`` over ``dataset`` alone (no model).
+
+    The first ``warmup`` batches (worker start-up) are not timed; the next ``batches`` are (fewer if
+    the dataset runs out). Compare with ``images_per_s`` of a training epoch: if the loader is not
+    much faster, training waits for data (see also the history's ``data_seconds``).
+    """
+    iterator = iter(make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=pin_memory))
+    for _ in range(warmup):
+        next(iterator, None)
+    images, start = 0, time.perf_counter()
+    for _, batch in zip(range(batches), iterator):
+        images += len(batch["image"])
+    seconds = time.perf_counter() - start
+    if images == 0:
+        raise ValueError(f"no batch left to time: {len(dataset)} samples, batch_size={batch_size}, warmup={warmup}")
+    return images / seconds
+
+
+# ---------------------------------------------------------------------------------------- from a spec
+def train_spec(spec: "ModelSpec", train_data: Dataset, val_data: Dataset | None = None, *,
+               schedule: Mapping[str, Any], seed: int = 0, modifiers: Sequence[tuple[Any, Mapping[str, Any]]] = (),
+               progress: bool = True, **fit_options: Any) -> tuple["Detector", History]:
+    """Build the detector of ``spec`` (neighbours from the training faces' mean face), initialised
+    under ``seed``, and train it with ``schedule`` (``profile.schedule()``, keyword arguments of
+    :func:`fit`) and the same seed for the data order. Returns the detector and its history."""
+    from landmarks.detector import build_detector, training_landmarks
+
+    shapes = training_landmarks(train_data) if spec.head == "pip" else None
+    torch.manual_seed(seed)
+    detector = build_detector(spec, shapes, modifiers=modifiers)
+    options = {**dict(schedule), **fit_options}
+    history = fit(detector, train_data, val_data, seed=seed, progress=progress, config=detector.config(),
+                  **options)
+    return detector, history
