@@ -77,6 +77,8 @@ class Experiment:
         keep: whose weights are stored: ``"first"`` seed, ``"all"`` or ``"none"``.
         requires: experiments its training loads (trained first by ``make checkpoints``).
         label: a short description for tables.
+        build: ``build(profile) -> Detector``: the untrained detector (what ``train`` starts from),
+            for tests and for re-reading weights stored by other code.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Experiment:
     keep: str = "first"
     requires: tuple[str, ...] = ()
     label: str = ""
+    build: Callable[[Profile], Detector] | None = None
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP:

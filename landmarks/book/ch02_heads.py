@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from landmarks.book.experiments import book_data, experiment, scores
-from landmarks.detector import Detector, ModelSpec
+from landmarks.detector import Detector, ModelSpec, build_detector, training_landmarks
 from landmarks.profile import Profile
 from landmarks.store import Trained
 from landmarks.training.loop import train_spec
@@ -56,6 +56,12 @@ def train(name: str, profile: Profile, seed: int, progress: bool) -> Trained:
     return Trained(detector, history)
 
 
+def training_shapes(profile: Profile):
+    """The ``(M, N, 2)`` landmarks of the training faces (PIPNet's neighbours come from their mean)."""
+    train_faces, _ = book_data(profile)
+    return training_landmarks(train_faces.build(profile.image_size))
+
+
 def evaluate(detector: Detector, profile: Profile) -> dict[str, float]:
     _, test = book_data(profile)
     return scores(detector, test.build(profile.image_size))
@@ -65,4 +71,5 @@ for _name, (_chapter, _fields) in DETECTORS.items():
     experiment(_name, _chapter,
                settings=lambda profile, n=_name: settings(n, profile),
                train=lambda profile, seed, progress, n=_name: train(n, profile, seed, progress),
-               evaluate=evaluate, label=_name)
+               evaluate=evaluate, label=_name,
+               build=lambda profile, n=_name: build_detector(spec(n, profile), training_shapes(profile)))

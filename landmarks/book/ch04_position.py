@@ -1,27 +1,32 @@
-"""Chapter 4's stored models: detectors trained on black images (PIPNet paper, Fig. 3a).
+"""Chapter 4's stored detectors: trained on black images ({cite:p}`jin2021pipnet`, Fig. 3a).
 
-Both see the book's 2000 studio training faces with every image replaced by black, so the labels
-are real landmarks and the images carry no information. ``black_zero`` is a PIP detector (stride
-32, no neighbours) with the usual zero padding; ``black_circular`` is the same network with
-circular padding, which gives a convolution no way to tell the border from the middle. Batch norm
-is kept in evaluation mode in both (``fit(frozen_batchnorm=True)``): on identical black images its
-batch statistics are zero-variance (see :mod:`landmarks.pipnet.position`), and the two runs must differ in
-the padding only.
+Both see the book's studio training faces with every image replaced by black
+(:class:`~landmarks.data.views.BlackFaces`), so the labels are real landmarks and the images carry
+no information. ``black_zeros`` is a PIP detector (stride 32, no neighbours) with the usual zero
+padding; ``black_circular`` is the same network with circular padding
+(:func:`~landmarks.pipnet.padding.set_padding_mode`), which gives a convolution no way to tell the
+border from the middle. Batch norm is kept in evaluation mode in both
+(``fit(frozen_batchnorm=True)``): on identical black images its batch statistics have no variance
+(see :mod:`landmarks.pipnet.position`), and the two runs must differ in the padding only.
 
 Metrics (:func:`black_image_metrics`): the NME of the prediction on a black image against the
 training mean shape and, averaged, against individual training shapes.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import lru_cache
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from landmarks.experiments import ModelSpec, book_data, build_model, build_task, fit_schedule
-from landmarks.pipnet.position import BlackFaces, nme_to_shapes, probe, set_padding_mode
+from landmarks.book.experiments import book_data, experiment
+from landmarks.data.views import BlackFaces
+from landmarks.detector import Detector, ModelSpec, build_detector
+from landmarks.pipnet.padding import set_padding_mode
+from landmarks.pipnet.position import nme_to_shapes, probe
 from landmarks.profile import Profile
-from landmarks.recipes import Recipe, register
+from landmarks.store import Trained
 from landmarks.training.loop import fit
 
 PADDINGS = ("zeros", "circular")
@@ -32,6 +37,11 @@ def black_spec(profile: Profile) -> ModelSpec:
     return ModelSpec.from_profile(profile, head="pip", net_stride=32, num_neighbours=0)
 
 
+def black_detector(profile: Profile, padding: str) -> Detector:
+    """The untrained detector of the experiment with ``padding``."""
+    return build_detector(black_spec(profile), modifiers=[(set_padding_mode, {"mode": padding})])
+
+
 @lru_cache(maxsize=2)
 def training_shapes(profile: Profile) -> Tensor:
     """``(M, N, 2)`` landmarks of the book's training faces (the black images' labels)."""
@@ -40,39 +50,39 @@ def training_shapes(profile: Profile) -> Tensor:
     return torch.stack([faces[i]["landmarks"] for i in range(len(faces))])
 
 
-def black_image_metrics(model: nn.Module, task, profile: Profile, references: int = 200) -> dict[str, float]:
-    """NME (inter-ocular, %-free fraction) of the prediction on one black image.
+def black_image_metrics(detector: Detector, profile: Profile, references: int = 200) -> dict[str, float]:
+    """NME (inter-ocular, a fraction) of the prediction on one black image.
 
     ``nme_to_mean``: against the training mean shape; ``nme_to_random``: mean over the first
     ``references`` training shapes, each scored against the prediction; ``response``: the
-    prediction's mean peak score (:func:`landmarks.probes.response_strength`).
+    prediction's mean peak score (:func:`landmarks.pipnet.position.response_strength`).
     """
     shapes = training_shapes(profile)
     black = torch.zeros(1, 3, profile.image_size, profile.image_size)
-    result = probe(model, task, black, mean_shape=shapes.mean(0))
+    result = probe(detector, black, mean_shape=shapes.mean(0))
     to_shapes = nme_to_shapes(result.predictions, shapes[:references])
     return {"nme_to_mean": float(result.nme.mean()), "nme_to_random": float(to_shapes.mean()),
             "response": float(result.response.mean())}
 
 
-def black_recipe(profile: Profile, padding: str) -> Recipe:
-    spec = black_spec(profile)
+def _settings(profile: Profile, padding: str) -> dict:
     train, _ = book_data(profile)
-    task = build_task(spec)
+    return {"spec": black_spec(profile).to_config(), "padding": padding, "schedule": profile.schedule(),
+            "train": asdict(train), "images": "black", "frozen_batchnorm": True}
 
-    def build() -> nn.Module:
-        return set_padding_mode(build_model(spec), padding)
 
-    def train_model(model: nn.Module, progress: bool):
-        data = BlackFaces(train.build(profile.image_size))
-        return fit(model, task, data, None, progress=progress, frozen_batchnorm=True, **fit_schedule(profile))
-
-    return Recipe(f"black_{padding}", chapter="04", build=build, train=train_model,
-                  evaluate=lambda model: black_image_metrics(model, task, profile),
-                  request={"spec": spec.to_config(), "padding": padding, "schedule": fit_schedule(profile),
-                           "train": {"domain": train.domain, "length": train.length, "seed": train.seed},
-                           "images": "black", "frozen_batchnorm": True})
+def _train(profile: Profile, seed: int, progress: bool, padding: str) -> Trained:
+    train, _ = book_data(profile)
+    torch.manual_seed(seed)
+    detector = black_detector(profile, padding)
+    history = fit(detector, BlackFaces(train.build(profile.image_size)), None, seed=seed, progress=progress,
+                  frozen_batchnorm=True, **profile.schedule())
+    return Trained(detector, history)
 
 
 for _padding in PADDINGS:
-    register(f"black_{_padding}", chapter="04")(lambda profile, _p=_padding: black_recipe(profile, _p))
+    experiment(f"black_{_padding}", "04",
+               settings=lambda profile, p=_padding: _settings(profile, p),
+               train=lambda profile, seed, progress, p=_padding: _train(profile, seed, progress, p),
+               evaluate=black_image_metrics, label=f"black images, {_padding} padding",
+               build=lambda profile, p=_padding: black_detector(profile, p))
