@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from landmarks.experiments import ModelSpec, build_model, build_task, training_landmarks, with_neighbours
+from landmarks.detector import ModelSpec, build_detector, training_landmarks
 from landmarks.profile import current
 from landmarks.data.synthetic import SyntheticFaces
 from landmarks.training.loop import loader_throughput
@@ -21,8 +21,8 @@ from landmarks.training.loop import loader_throughput
 
 def step_throughput(spec: ModelSpec, data, batch_size: int, steps: int) -> float:
     """Images/s of training steps on one batch held in memory (no data loading at all)."""
-    spec = with_neighbours(spec, training_landmarks(data, 200))
-    model, task = build_model(spec).train(), build_task(spec)
+    detector = build_detector(spec, training_landmarks(data, 200)).train()
+    model, task = detector.model, detector.task
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     samples = [data[i] for i in range(batch_size)]
     batch = {key: torch.stack([s[key] for s in samples]) for key in ("image", "landmarks")}

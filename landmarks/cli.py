@@ -33,7 +33,7 @@ import numpy as np
 from landmarks import profile as profiles
 
 #: The choices offered by the options (kept equal to the library's lists by the tests).
-HEADS = ("pip", "heatmap", "coordinate")                        # experiments.HEADS
+HEADS = ("pip", "heatmap", "coordinate")                        # detector.HEADS
 DOMAINS = ("studio", "wild", "lowlight", "sketch")              # synthetic.DOMAINS
 REAL_DATASETS = ("300w", "wflw", "cofw", "aflw")                # datasets.DATA_SOURCES
 NORMS = ("inter-ocular", "inter-pupil", "box-size", "box-diagonal")  # metrics.NORMS
@@ -259,30 +259,34 @@ def _training_data(args: argparse.Namespace, settings: profiles.Profile):
     return train, val if len(val) > 0 else None, args.data, f"{args.data} at {args.root}"
 
 
-def _evaluation_data(args: argparse.Namespace, spec):
-    """The test set in the model's layout and a description of it."""
+def _evaluation_data(args: argparse.Namespace, detector):
+    """The test set in the detector's layout and a description of it."""
     _check_source(args)
+    layout = detector.layout.name
     if args.data == "synthetic":
         from landmarks.data.synthetic import SyntheticFaces
 
-        if spec.layout not in ("300w", "aflw"):
-            raise UsageError(f"synthetic faces have 68 (or 19) points; the model predicts layout {spec.layout!r}")
-        data = SyntheticFaces(args.domain, spec.image_size, args.size, args.seed, layout=spec.layout)
+        if layout not in ("300w", "aflw"):
+            raise UsageError(f"synthetic faces have 68 (or 19) points; the model predicts layout {layout!r}")
+        data = SyntheticFaces(args.domain, detector.image_size, args.size, args.seed, layout=layout)
         return data, f"synthetic {args.domain} faces (seed {args.seed})"
-    if args.data != spec.layout:
-        raise UsageError(f"the model predicts the {spec.layout!r} layout; {args.data} data has another one")
-    data = _real_dataset(args, args.split, spec.image_size, args.subset)
+    if args.data != layout:
+        raise UsageError(f"the model predicts the {layout!r} layout; {args.data} data has another one")
+    data = _real_dataset(args, args.split, detector.image_size, args.subset)
     subset = f" ({args.subset})" if args.subset else ""
     return data, f"{args.data} {args.split} split{subset} at {args.root}"
 
 
 def _load(path: Path, device: str):
-    from landmarks.experiments import load_trained
+    """The detector in ``path`` on ``device`` and the rest of its file's record."""
+    from landmarks.detector import Detector
 
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
-    model, task, spec, stored = load_trained(path)
-    return model.to(device), task, spec, stored
+    detector, record = Detector.load_with_record(path)
+    if detector.image_size is None or detector.layout is None:
+        raise UsageError(f"{path}: the detector records no input size or layout, so it cannot be run on files")
+    return detector.to(device), record
 
 
 def _metric_lines(metrics: dict[str, Any]) -> list[str]:
@@ -295,8 +299,9 @@ def _metric_lines(metrics: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------ subcommands
 def run_train(args: argparse.Namespace, command: str) -> int:
     """``train``: build the spec, train it (resumably), save it and print the final metrics."""
-    from landmarks.experiments import ModelSpec, save_trained, train_spec
     from landmarks.data.layouts import get_layout
+    from landmarks.detector import ModelSpec
+    from landmarks.training.loop import train_spec
 
     settings = profiles.current(image_size=args.image_size, width=args.width, epochs=args.epochs,
                                 batch_size=args.batch_size, learning_rate=args.lr,
@@ -307,16 +312,16 @@ def run_train(args: argparse.Namespace, command: str) -> int:
                      net_stride=args.net_stride or DEFAULT_STRIDES[args.head], num_neighbours=args.neighbours,
                      coordinate_loss=args.coordinate_loss, layout=layout, pretrained=args.pretrained)
     start = time.perf_counter()
-    model, _, spec, history = train_spec(spec, train, val, settings, seed=args.seed,
-                                         checkpoint_dir=args.checkpoint_dir, progress=not args.quiet,
-                                         device=_device(args.device), amp=args.amp)
+    detector, history = train_spec(spec, train, val, schedule=settings.schedule(), seed=args.seed,
+                                   checkpoint_dir=args.checkpoint_dir, progress=not args.quiet,
+                                   device=_device(args.device), amp=args.amp)
     seconds = time.perf_counter() - start
     metrics: dict[str, Any] = {"data": description, "train_images": len(train)}
     if val is not None:
         last = history[-1]
         metrics.update(nme=last["val_nme"], fr=last["val_fr"], auc=last["val_auc"], images=len(val),
                        norm=get_layout(layout).default_norm, threshold=THRESHOLD)
-    save_trained(args.output, model, spec, history, metrics, command=command)
+    detector.save(args.output, history, metrics=metrics, command=command)
     print(f"trained {spec.head} ({spec.image_size} px, width {spec.width}) on {len(train)} {description} "
           f"for {settings.epochs} epoch{'s' if settings.epochs != 1 else ''} in {seconds:.1f} s")
     if val is not None:
@@ -327,56 +332,31 @@ def run_train(args: argparse.Namespace, command: str) -> int:
 
 def run_evaluate(args: argparse.Namespace, command: str) -> int:
     """``evaluate``: NME / FR / AUC of a model file on a test set."""
-    from landmarks.training.loop import evaluate
+    from landmarks.evaluation.loop import evaluate
 
-    device = _device(args.device)
-    model, task, spec, _ = _load(args.model, device)
-    data, description = _evaluation_data(args, spec)
+    detector, _ = _load(args.model, _device(args.device))
+    data, description = _evaluation_data(args, detector)
     if len(data) == 0:
         raise UsageError(f"no test faces in {description}")
-    results = evaluate(model, task, data, layout=spec.layout, batch_size=args.batch_size, device=device,
-                       norm=args.norm, num_workers=args.num_workers, threshold=THRESHOLD)
+    results = evaluate(detector, data, layout=detector.layout, batch_size=args.batch_size, norm=args.norm,
+                       num_workers=args.num_workers, threshold=THRESHOLD)
     report = {"model": str(args.model), "data": description, "images": len(data), "norm": results["norm"],
               "threshold": THRESHOLD, **{key: results[key] for key in ("nme", "fr", "auc")}}
-    print(f"{args.model} ({spec.head}, {spec.num_points} points) on {description}")
+    head = detector.spec.head if detector.spec is not None else type(detector.task).__name__
+    print(f"{args.model} ({head}, {detector.layout.num_points} points) on {description}")
     print("\n".join(_metric_lines(report)))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
-def crop_box_for(image_shape: tuple[int, ...], box: Sequence[float] | None, box_scale: float) -> np.ndarray:
-    """The square crop box: ``box`` enlarged by ``box_scale``, or the whole image made square."""
-    from landmarks.data.datasets import crop_box
-
-    if box is None:
-        height, width = image_shape[:2]
-        return crop_box(np.array([0.0, 0.0, width, height]), 1.0)
-    x0, y0, x1, y1 = box
-    if not (np.isfinite(box).all() and x1 > x0 and y1 > y0):
-        raise UsageError(f"bad --box {x0:g} {y0:g} {x1:g} {y1:g}: need X1 > X0 and Y1 > Y0")
+def _check_box(box: Sequence[float] | None, box_scale: float) -> None:
+    if box is not None:
+        x0, y0, x1, y1 = box
+        if not (np.isfinite(box).all() and x1 > x0 and y1 > y0):
+            raise UsageError(f"bad --box {x0:g} {y0:g} {x1:g} {y1:g}: need X1 > X0 and Y1 > Y0")
     if not box_scale > 0:
         raise UsageError(f"bad --box-scale {box_scale:g}: it must be positive")
-    return crop_box(np.asarray(box, dtype=np.float64), box_scale)
-
-
-def predict_image(model, task, image: np.ndarray, size: int, crop: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Landmarks ``(N, 2)`` of the face in ``crop`` of the RGB uint8 ``image``, in image coordinates.
-
-    The crop is cut and resized as the datasets do (:func:`landmarks.datasets.crop_and_resize`);
-    the predictions are mapped back with the inverse of the same affine map.
-    """
-    import torch
-
-    from landmarks.data.coords import apply_affine
-    from landmarks.data.datasets import crop_and_resize, crop_matrix
-
-    pixels, _ = crop_and_resize(image, np.zeros((0, 2)), crop, size)
-    batch = {"image": torch.from_numpy(pixels).permute(2, 0, 1).float().div(255.0)[None].to(device)}
-    with torch.no_grad():
-        points = task.predict(model(batch["image"]), batch)[0].double().cpu().numpy()
-    inverse = np.linalg.inv(np.vstack([crop_matrix(crop, size), [0.0, 0.0, 1.0]]))[:2]
-    return apply_affine(inverse, points)
 
 
 def _pts_text(points: np.ndarray) -> str:
@@ -410,17 +390,17 @@ def run_predict(args: argparse.Namespace, command: str) -> int:
     """``predict``: landmarks of one image, printed (and drawn with --output)."""
     from landmarks.data.datasets import read_image
 
-    device = _device(args.device)
-    model, task, spec, _ = _load(args.model, device)
+    detector, _ = _load(args.model, _device(args.device))
+    _check_box(args.box, args.box_scale)
     image = read_image(args.image)
-    crop = crop_box_for(image.shape, args.box, args.box_scale)
-    points = predict_image(model, task, image, spec.image_size, crop, device)
+    detector.box_scale = args.box_scale
+    points = detector.predict([image], boxes=None if args.box is None else [args.box])[0].double().numpy()
     if args.format == "pts":
         sys.stdout.write(_pts_text(points))
     else:
         print("\n".join(f"{x:.3f} {y:.3f}" for x, y in points))
     if args.output is not None:
-        _save_drawing(image, points, spec.layout, args.output)
+        _save_drawing(image, points, detector.layout, args.output)
     return 0
 
 

@@ -101,6 +101,31 @@ def task_from_config(config: Mapping[str, Any]) -> Any:
     return cls(**fields)
 
 
+def layout_config(layout: Layout | None) -> str | dict[str, Any] | None:
+    """A registered layout by name, any other (:func:`~landmarks.data.layouts.custom_layout`) by value."""
+    if layout is None:
+        return None
+    from landmarks.data.layouts import LAYOUTS
+
+    if LAYOUTS.get(layout.name) == layout:
+        return layout.name
+    return {f.name: _encode(getattr(layout, f.name)) if f.name != "groups" else {k: list(v) for k, v in layout.groups.items()}
+            for f in dataclasses.fields(layout)}
+
+
+def layout_from_config(config: str | Mapping[str, Any] | None) -> Layout | None:
+    if config is None or isinstance(config, str):
+        return config
+    def pairs(values):
+        return tuple(tuple(v) for v in values) if values is not None else None
+    return Layout(config["name"], config["num_points"], {k: tuple(v) for k, v in config["groups"].items()},
+                  pairs(config["flip_pairs"]) or (), pairs(config["edges"]) or (),
+                  tuple(config["outer_eye_corners"]) if config["outer_eye_corners"] is not None else None,
+                  (tuple(config["pupils"]) if config["pupils"] is None or isinstance(config["pupils"][0], int)
+                   else pairs(config["pupils"])) if config["pupils"] is not None else None,
+                  config["default_norm"])
+
+
 # ------------------------------------------------------------------------------ the detector
 class Detector:
     """A network with the decoder of its head and the input convention it was trained with.
@@ -109,14 +134,15 @@ class Detector:
         model: maps ``(B, 3, H, W)`` images in ``[0, 1]`` to a dict of raw outputs.
         task: decodes the outputs (``task.predict``) and defines the training loss (``task.loss``).
         image_size: side of the square input crop (``None``: any size, images are used as given).
-        layout: the landmark layout (name or :class:`~landmarks.data.layouts.Layout`).
+        layout: the landmark layout (name or :class:`~landmarks.data.layouts.Layout`; ``None``: the
+            data's layout is used wherever one is needed).
         box_scale: crop side over the longer side of a face box given to :meth:`predict`.
         architecture: how to rebuild ``model`` for :meth:`load` (``{"builder": "module:function",
             "kwargs": {...}, "modifiers": [[name, kwargs], ...]}``); set by :func:`build_detector`.
         spec: the :class:`ModelSpec` it was built from, if any (kept for display and the CLI).
     """
 
-    def __init__(self, model: nn.Module, task: Any, image_size: int | None = None, layout: Layout | str = "300w",
+    def __init__(self, model: nn.Module, task: Any, image_size: int | None = None, layout: Layout | str | None = "300w",
                  box_scale: float = 1.0, architecture: Mapping[str, Any] | None = None,
                  spec: "ModelSpec | None" = None) -> None:
         if image_size is not None and image_size <= 0:
@@ -125,14 +151,14 @@ class Detector:
             raise ValueError(f"box_scale must be positive, got {box_scale}")
         self.model, self.task = model, task
         self.image_size = image_size
-        self.layout = get_layout(layout)
+        self.layout = get_layout(layout) if layout is not None else None
         self.box_scale = float(box_scale)
         self.architecture = dict(architecture) if architecture is not None else None
         self.spec = spec
 
     def __repr__(self) -> str:
         return (f"Detector({type(self.model).__name__}, {type(self.task).__name__}, image_size={self.image_size}, "
-                f"layout={self.layout.name!r}, box_scale={self.box_scale:g})")
+                f"layout={self.layout.name if self.layout else None!r}, box_scale={self.box_scale:g})")
 
     # -------------------------------------------------------------------------- device and mode
     @property
@@ -195,7 +221,9 @@ class Detector:
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size].to(device)
             results.append(self.decode(self.outputs(chunk), chunk).float())
-        return torch.cat(results) if results else images.new_zeros(0, self.layout.num_points, 2)
+        if not results:
+            raise ValueError("no images to predict")
+        return torch.cat(results)
 
     def _predict_boxes(self, images: list[np.ndarray], boxes: Any, batch_size: int) -> Tensor:
         from landmarks.data.coords import apply_affine
@@ -231,7 +259,7 @@ class Detector:
             raise ValueError("this detector has no architecture record (build it with build_detector or pass "
                              "architecture=...), so it could not be rebuilt from a file")
         return {"architecture": self.architecture, "codec": task_config(self.task), "image_size": self.image_size,
-                "layout": self.layout.name, "box_scale": self.box_scale,
+                "layout": layout_config(self.layout), "box_scale": self.box_scale,
                 "spec": self.spec.to_config() if self.spec is not None else None}
 
     @classmethod
@@ -240,7 +268,7 @@ class Detector:
         architecture = config["architecture"]
         model = build_network(architecture)
         spec = ModelSpec.from_config(config["spec"]) if config.get("spec") else None
-        return cls(model, task_from_config(config["codec"]), config.get("image_size"), config.get("layout", "300w"),
+        return cls(model, task_from_config(config["codec"]), config.get("image_size"), layout_from_config(config.get("layout")),
                    config.get("box_scale", 1.0), architecture, spec)
 
     def save(self, path: str | Path, history: Any = None, half: bool = False, **record: Any) -> Path:

@@ -77,7 +77,7 @@ _FULL_CHAPTERS: dict[str, dict[str, Any]] = {
                sweep_unlabelled=10_000, records_per_epoch=1),
     # Fine-grained (Sect. 6.6): 25 % channels, batch 64, Adam 5e-4 decayed by 0.3, weight decay 5e-4,
     # CropNet block of 128 channels; epochs scaled down from the paper's 400.
-    "09": dict(image_size=256, train_images=20000, test_images=2000, epochs=60, smooth_epochs=45, batch_size=64,
+    "09": dict(train_images=20000, test_images=2000, epochs=60, smooth_epochs=45, batch_size=64,
                lr=5e-4, decay_epochs=(30, 50), decay=0.3, weight_decay=5e-4, hidden=128),
 }
 

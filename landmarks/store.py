@@ -309,29 +309,30 @@ class Store:
             except (FileNotFoundError, StaleResult):
                 return self._train(name, seed, profile, progress)
 
-    def results(self, name: str, profile: Profile | None = None, progress: bool = True, train: bool = True
-                ) -> Results:
+    def results(self, name: str, profile: Profile | None = None, progress: bool = True, train: bool = True,
+                retrain: bool = False) -> Results:
         """Every seed's results of ``name``; the missing seeds are trained first (``train=False``:
-        ``FileNotFoundError`` instead)."""
+        ``FileNotFoundError`` instead; ``retrain=True``: every seed is trained again, and replaces its
+        stored entry as it finishes)."""
         profile = profile or current()
         experiment = self[name]
         wanted = experiment.seeds_for(profile)
-        results = self.stored_results(name, profile)
-        missing = [s for s in wanted if results is None or s not in results.seeds]
-        missing += [s for s in wanted if s not in missing and experiment.kept(s, profile)
-                    and not self.weights_path(name, s, profile).exists()]
-        if missing and not train:
-            raise FileNotFoundError(f"{self.results_path(name, profile)}: seeds {missing} of {name!r} are not "
+
+        def missing_seeds() -> list[int]:
+            stored = self.stored_results(name, profile)
+            return [s for s in wanted if stored is None or s not in stored.seeds
+                    or (experiment.kept(s, profile) and not self.weights_path(name, s, profile).exists())]
+
+        todo = list(wanted) if retrain else missing_seeds()
+        if todo and not train:
+            raise FileNotFoundError(f"{self.results_path(name, profile)}: seeds {todo} of {name!r} are not "
                                     "stored; run `make checkpoints`")
-        if missing:
+        if todo:
             with self._lock(name, profile):
-                for seed in missing:
-                    current_results = self.stored_results(name, profile)
-                    if current_results is not None and seed in current_results.seeds and not (
-                            experiment.kept(seed, profile) and not self.weights_path(name, seed, profile).exists()):
-                        continue
+                # another process may have trained some seeds while this one waited for the lock
+                for seed in (todo if retrain else missing_seeds()):
                     self._train(name, seed, profile, progress)
-            results = self.stored_results(name, profile)
+        results = self.stored_results(name, profile)
         assert results is not None
         order = [results.seeds.index(s) for s in wanted]
         return Results(results.experiment, results.chapter, results.profile, list(wanted),

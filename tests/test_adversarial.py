@@ -1,4 +1,5 @@
-"""Adversarial semi-supervised training on a tiny problem: wiring, logged losses, the maps D sees."""
+"""Adversarial semi-supervised training on a tiny problem: wiring, logged losses, the maps D sees,
+and fit's guarantees (exact resumption, NaN guard) for the generator-and-discriminator step."""
 from __future__ import annotations
 
 import math
@@ -6,8 +7,13 @@ import math
 import pytest
 import torch
 
+from landmarks.codecs.tasks import SoftargmaxTask
+from landmarks.detector import Detector, architecture
 from landmarks.laplacekl.adversarial import (
+    AdversarialPair,
     AdversarialSettings,
+    AdversarialStep,
+    adversarial_pair,
     discriminator_scale,
     fake_heatmaps,
     real_heatmaps,
@@ -15,7 +21,13 @@ from landmarks.laplacekl.adversarial import (
 )
 from landmarks.models.patchgan import PatchGAN
 from landmarks.models.recombinator import Recombinator
-from landmarks.codecs.tasks import SoftargmaxTask
+from landmarks.training import checkpoints
+from landmarks.training.loop import CHECKPOINT_NAME
+
+
+def _detector(generator, task=None) -> Detector:
+    return Detector(generator, task or SoftargmaxTask("laplace-kl"), image_size=16)
+
 
 def _faces(count: int, seed: int, points: int = 3, size: int = 16) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
@@ -43,7 +55,7 @@ def test_training_logs_both_players_and_updates_both(unlabelled):
     g0 = [p.detach().clone() for p in generator.parameters()]
     d0 = [p.detach().clone() for p in discriminator.parameters()]
     task = SoftargmaxTask("laplace-kl")
-    history = train_adversarial(generator, discriminator, task, _faces(8, 1), _faces(unlabelled, 2),
+    history = train_adversarial(_detector(generator, task), discriminator, _faces(8, 1), _faces(unlabelled, 2),
                                 AdversarialSettings(epochs=2, batch_size=4, weight=0.5), progress=False)
     assert len(history) == 2
     for key in ("loss_supervised", "loss_adversarial", "loss_total", "loss_discriminator", "d_real", "d_fake"):
@@ -62,8 +74,7 @@ def test_discriminator_learns_to_tell_rendered_from_uniform_maps():
     torch.manual_seed(1)
     generator, discriminator = Recombinator(3, divisor=16), PatchGAN(3, divisor=16, noise=0.0)
     settings = AdversarialSettings(epochs=12, batch_size=4, lr=1e-12, d_lr=1e-2, weight=1.0)
-    history = train_adversarial(generator, discriminator, SoftargmaxTask("laplace-kl"), _faces(8, 3), None,
-                                settings, progress=False)
+    history = train_adversarial(_detector(generator), discriminator, _faces(8, 3), None, settings, progress=False)
     assert history[-1]["d_real"] > 0.55
     assert history[-1]["d_fake"] < 0.45
     assert history[-1]["loss_discriminator"] < 0.6
@@ -73,6 +84,71 @@ def test_discriminator_learns_to_tell_rendered_from_uniform_maps():
 def test_bad_settings_raise():
     with pytest.raises(ValueError):
         AdversarialSettings(epochs=0)
-    with pytest.raises(ValueError, match="labelled batch"):
-        train_adversarial(Recombinator(3, 16), PatchGAN(3, 16), SoftargmaxTask(), _faces(2, 0), None,
+    with pytest.raises(ValueError, match="no training batch"):
+        train_adversarial(_detector(Recombinator(3, 16)), PatchGAN(3, 16), _faces(2, 0), None,
                           AdversarialSettings(batch_size=4), progress=False)
+    with pytest.raises(ValueError, match="weight"):
+        AdversarialStep(PatchGAN(3, 16), weight=-1.0)
+
+
+def _run(checkpoint_dir, epochs, unlabelled=5):
+    """A tiny adversarial run from fixed initial weights (dropout and D's input noise on), with 5
+    unlabelled faces for batches of 4: the extra stream wraps around within an epoch."""
+    torch.manual_seed(7)
+    generator, discriminator = Recombinator(3, divisor=16, dropout=0.2), PatchGAN(3, divisor=16, noise=0.1)
+    settings = AdversarialSettings(epochs=epochs, batch_size=4, lr=1e-3, d_lr=1e-3, weight=0.5, seed=3,
+                                   records_per_epoch=2)
+    history = train_adversarial(_detector(generator), discriminator, _faces(12, 1), _faces(unlabelled, 2), settings,
+                                progress=False, checkpoint_dir=checkpoint_dir)
+    return generator, discriminator, history
+
+
+def _timeless(history):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "data_seconds", "images_per_s")} for r in history]
+
+
+def test_interrupted_adversarial_run_resumes_bit_for_bit(tmp_path):
+    straight_g, straight_d, straight_history = _run(tmp_path / "straight", epochs=3)
+    _run(tmp_path / "stopped", epochs=1)
+    state = checkpoints.load_checkpoint(tmp_path / "stopped" / CHECKPOINT_NAME, kind="training")
+    assert state["epoch"] == 1 and set(state["update_step"]) == {"discriminator", "optimizer"}
+    resumed_g, resumed_d, resumed_history = _run(tmp_path / "stopped", epochs=3)  # fresh networks, loaded
+    for straight, resumed in ((straight_g, resumed_g), (straight_d, resumed_d)):
+        a, b = straight.state_dict(), resumed.state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert _timeless(resumed_history) == _timeless(straight_history)
+    # two records per epoch, the second at the epoch's end
+    assert [r["epoch"] for r in straight_history] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    # a resumed run must use the same adversarial settings
+    with pytest.raises(ValueError, match="step"):
+        _run(tmp_path / "stopped", epochs=4, unlabelled=6)
+
+
+def test_nan_in_the_discriminator_loss_stops_the_run():
+    torch.manual_seed(0)
+    generator, discriminator = Recombinator(3, divisor=16), PatchGAN(3, divisor=16)
+    with torch.no_grad():
+        discriminator.layers[-1].bias.fill_(math.nan)  # D's logits, hence its loss, are NaN
+    before = [p.detach().clone() for p in generator.parameters()]
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1 of 2: component 'discriminator' is nan"):
+        train_adversarial(_detector(generator), discriminator, _faces(8, 1), None,
+                          AdversarialSettings(epochs=1, batch_size=4), progress=False)
+    # stopped before any update
+    assert all(torch.equal(a, b) for a, b in zip(before, generator.parameters()))
+
+
+def test_pair_rebuilds_from_its_architecture_record(tmp_path):
+    torch.manual_seed(0)
+    record = architecture(adversarial_pair, num_points=3, divisor=16, dropout=0.0, d_divisor=16, noise=0.1)
+    pair = adversarial_pair(3, 16, 0.0, 16, 0.1)
+    assert isinstance(pair, AdversarialPair) and isinstance(pair.discriminator, PatchGAN)
+    detector = Detector(pair, SoftargmaxTask("laplace-kl"), image_size=16, architecture=record)
+    images = torch.rand(2, 3, 16, 16)
+    assert torch.equal(pair(images)["heatmaps"], pair.generator(images)["heatmaps"])
+    detector.save(tmp_path / "pair.pt")
+    loaded = Detector.load(tmp_path / "pair.pt")
+    assert isinstance(loaded.model, AdversarialPair) and loaded.task == detector.task
+    for key, value in pair.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key]), key

@@ -14,7 +14,7 @@ import torch
 from landmarks import cli
 from landmarks.data.coords import from_one_based, to_one_based
 from landmarks.data.datasets import DATA_SOURCES, LandmarkDataset
-from landmarks.experiments import HEADS, load_trained
+from landmarks.detector import HEADS, Detector
 from landmarks.data.formats import read_pts, write_pts
 from landmarks.evaluation.metrics import NORMS
 from landmarks.models.backbones import RESNET_SPECS
@@ -82,13 +82,14 @@ def face_png(tmp_path_factory):
 
 def expected_points(model_path, rgb, crop_box):
     """The model run on the dataset code's crop of ``crop_box`` and mapped back by the dataset."""
-    model, task, spec, _ = load_trained(model_path)
-    data = LandmarkDataset([rgb], np.zeros((1, 68, 2)), "300w", boxes=np.array([crop_box]), size=spec.image_size,
+    detector = Detector.load(model_path)
+    data = LandmarkDataset([rgb], np.zeros((1, 68, 2)), "300w", boxes=np.array([crop_box]), size=detector.image_size,
                            box_scale=1.0)
     np.testing.assert_allclose(data.crop_boxes[0], crop_box)  # already square: kept as it is
     sample = data[0]
     with torch.no_grad():
-        crop_points = task.predict(model(sample["image"][None]), {"image": sample["image"][None]})[0]
+        image = sample["image"][None]
+        crop_points = detector.task.predict(detector.model(image), {"image": image})[0]
     return data.to_original(crop_points.numpy(), 0)
 
 
@@ -127,7 +128,8 @@ def test_profile_switch_changes_the_defaults(monkeypatch):
 
 def test_evaluate_reproduces_the_stored_validation_nme(trained, tmp_path):
     path, train_out = trained
-    _, _, spec, stored = load_trained(path)
+    detector, stored = Detector.load_with_record(path)
+    spec = detector.spec
     assert (spec.image_size, spec.width, spec.head) == (64, 0.25, "pip")
     assert stored["command"].startswith("python -m landmarks train") and "--val-size 8" in stored["command"]
     shown = f"NME (inter-ocular): {100 * stored['metrics']['nme']:.3f} %"

@@ -1,15 +1,20 @@
-"""The multi-stage, multi-loss task of the fine-grained detector and its per-stage evaluation."""
+"""The multi-stage, multi-loss task of the fine-grained detector, its detector and its per-stage evaluation."""
+import dataclasses
+
 import pytest
 import torch
 
-from landmarks.finegrained.align_loss import align_loss
-from landmarks.finegrained.stages import PAPER_SCHEME, FineGrainedTask, MemoryDataset, evaluate_stages, stage_table
 from landmarks.data.layouts import get_layout
-from landmarks.losses import iod_normalised_l2
-from landmarks.evaluation.metrics import nme
-from landmarks.models.cropnet import finegrained_net
 from landmarks.data.synthetic import SyntheticFaces
-from landmarks.training.loop import evaluate, fit
+from landmarks.data.views import MemoryDataset
+from landmarks.detector import Detector
+from landmarks.evaluation.loop import evaluate
+from landmarks.evaluation.metrics import nme
+from landmarks.finegrained.align_loss import align_loss
+from landmarks.finegrained.stages import PAPER_SCHEME, FineGrainedTask, evaluate_stages, finegrained_detector, stage_table
+from landmarks.losses import iod_normalised_l2
+from landmarks.models.cropnet import FineGrainedNet
+from landmarks.training.loop import fit
 
 
 @pytest.fixture(scope="module")
@@ -63,31 +68,84 @@ def test_bad_configurations(faces):
         FineGrainedTask(("iod-l2", "l2")).loss(_fake_outputs(batch["landmarks"]), batch)
 
 
-def test_evaluate_stages_agrees_with_the_trainer(faces):
+def _perturbed_detector(losses=("iod-l2", "l2", "l1"), **options) -> Detector:
+    """A fine-grained detector whose stages move the estimate (their FC layers start at zero)."""
     torch.manual_seed(0)
-    model = finegrained_net(68, stages=2, hidden=8)
-    for stage in model.stages:
+    detector = finegrained_detector(losses, image_size=64, hidden=8, **options)
+    for stage in detector.model.stages:
         torch.nn.init.normal_(stage.fc.weight, std=0.05)
-    results = evaluate_stages(model, faces, batch_size=5)
+    return detector
+
+
+def test_detector_pairs_the_network_with_the_task():
+    detector = finegrained_detector(("iod-l2", "l1", "align"), depth=18, width=0.25, patch_size=6, image_size=64,
+                                    hidden=8, grad_locations=False)
+    model, task = detector.model, detector.task
+    assert isinstance(model, FineGrainedNet) and model.num_stages == 2 and model.patch_size == 6
+    assert model.stages[0].fc.in_features == 8 and model.grad_features and not model.grad_locations
+    assert task.losses == ("iod-l2", "l1", "align") and task.patch_size == 6
+    assert detector.image_size == 64 and detector.layout.name == "300w"
+    assert finegrained_detector(("iod-l2",)).model.num_stages == 0
+
+
+def test_detector_file_rebuilds_the_same_detector(tmp_path, faces):
+    detector = _perturbed_detector(PAPER_SCHEME)
+    detector.task.smooth = False
+    path = detector.save(tmp_path / "fg.pt")
+    loaded = Detector.load(path)
+    assert dataclasses.asdict(loaded.task) == dataclasses.asdict(detector.task)
+    assert loaded.model.levels == detector.model.levels and loaded.image_size == 64
+    images = torch.stack([faces[i]["image"] for i in range(4)])
+    torch.testing.assert_close(loaded.predict(images), detector.predict(images))
+
+
+def test_evaluate_stages_agrees_with_the_evaluation_loop(faces):
+    detector = _perturbed_detector()
+    results = evaluate_stages(detector, faces, batch_size=5)
     assert len(results["nme"]) == 3 and results["corrections"].shape == (12, 2, 68, 2)
-    reference = evaluate(model, FineGrainedTask(("iod-l2", "l2", "l1")), faces, layout="300w", batch_size=5)
+    assert detector.model.training, "the network is given back in the mode it came in"
+    reference = evaluate(detector, faces, batch_size=5)
     assert results["nme"][2] == pytest.approx(reference["nme"], rel=1e-5)
     torch.testing.assert_close(results["per_image"][2], reference["per_image"])
     with torch.no_grad():
         images = torch.stack([faces[i]["image"] for i in range(12)])
         truth = torch.stack([faces[i]["landmarks"] for i in range(12)])
-        baseline = model.eval()(images)["coords"] * 64
+        baseline = detector.model.eval()(images)["coords"] * 64
     torch.testing.assert_close(results["per_image"][0], nme(baseline, truth, get_layout("300w")))
+    torch.testing.assert_close(results["truth"], truth)
     moved = results["points"][:, 2] - results["points"][:, 0]
     torch.testing.assert_close(moved, results["corrections"].sum(1), atol=1e-4, rtol=0)
+    iod = (truth[:, 45] - truth[:, 36]).norm(dim=-1)
+    torch.testing.assert_close(results["corrections_iod"], results["corrections"] / iod[:, None, None, None])
     rows = stage_table(results, "m")
     assert [r["output"] for r in rows] == ["baseline", "stage 1", "stage 2"]
+    assert rows[2]["NME (%)"] == pytest.approx(100 * reference["nme"], rel=1e-5)
 
 
 def test_a_few_training_steps_lower_the_loss(faces):
     torch.manual_seed(0)
-    model = finegrained_net(68, stages=3, hidden=8)
-    history = fit(model, FineGrainedTask(), faces, epochs=3, batch_size=6, lr=3e-3, progress=False)
+    detector = finegrained_detector(image_size=64, hidden=8)
+    history = fit(detector, faces, epochs=3, batch_size=6, lr=3e-3, progress=False)
     assert {"loss_stage0_iod-l2", "loss_stage3_align"} <= set(history.keys())
     totals = history.column("loss_total")
     assert totals[-1] < totals[0]
+
+
+def test_chapter_settings_come_from_the_profile():
+    from landmarks.book import STORE
+    from landmarks.book.ch09_cropnet import VARIANTS, Settings, settings
+    from landmarks.profile import PROFILES
+
+    quick, full = settings(PROFILES["quick"]), settings(PROFILES["full"])
+    assert quick == Settings(image_size=PROFILES["quick"].image_size)
+    # the paper's (Sect. 6.6): batch 64, Adam 5e-4 decayed by 0.3, weight decay 5e-4, 128-channel CropNet block
+    assert (full.image_size, full.batch_size, full.lr, full.decay, full.weight_decay, full.hidden, full.width) == \
+        (256, 64, 5e-4, 0.3, 5e-4, 128, 0.25)
+    assert full.train.length == 20000 and full.test.seed == 101 and quick.train.seed == 100
+    for name, variant in VARIANTS.items():
+        detector = STORE[name].build(PROFILES["quick"])
+        assert detector.task.losses == variant.losses and detector.image_size == quick.image_size
+        assert detector.model.num_stages == len(variant.losses) - 1
+        assert (detector.model.grad_features, detector.model.grad_locations) == \
+            (variant.grad_features, variant.grad_locations)
+        assert STORE[name].settings(PROFILES["full"])["settings"]["epochs"] == full.epochs

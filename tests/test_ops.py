@@ -93,6 +93,28 @@ def test_stride_scales_positions_and_spread():
     assert (mean_absolute_deviation(coarse, stride=4) < 1.8).all()
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+def test_one_hot_map_has_zero_spread_and_finite_gradients(kind):
+    # A 16 x 16 map of -1e4 with one cell at +1e4: softmax is exactly one-hot, so the variance is
+    # exactly 0; sqrt'(0) is infinite and, times the saturated softmax's zero derivative, was NaN.
+    logits = torch.full((1, 1, 16, 16), -1e4)
+    logits[0, 0, 5, 9] = 1e4
+    logits.requires_grad_(True)
+    sigma = spread(spatial_softmax(logits), kind, stride=4)
+    assert torch.equal(sigma.detach(), torch.zeros(1, 1, 2))
+    sigma.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_gaussian_spread_values_and_gradients_on_a_normal_map():
+    # Unchanged values: the square root of the variance; gradients: finite differences (float64).
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    probs = spatial_softmax(logits, 0.7)
+    assert torch.equal(spread(probs, "gaussian", stride=4), variance_2d(probs, stride=4).sqrt())
+    assert torch.autograd.gradcheck(lambda x: spread(spatial_softmax(x, 0.7), "gaussian", stride=4), (logits,))
+
+
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="temperature"):
         spatial_softmax(torch.zeros(1, 1, 4, 4), 0.0)

@@ -58,3 +58,40 @@ def test_every_notebook_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
     for path in (ROOT / "notebooks").glob("*.ipynb"):
         assert f"notebooks/{path.stem}" in toc, path.name
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_no_library_module_imports_the_book():
+    library = ROOT / "landmarks"
+    offenders = []
+    for path in library.rglob("*.py"):
+        if (library / "book") in path.parents:
+            continue
+        if any(name == "landmarks.book" or name.startswith("landmarks.book.") for name in _imports(path)):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, f"library modules that import the book's experiments: {offenders}"
+
+
+def test_only_the_profile_module_branches_on_the_profile_name():
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "landmarks").rglob("*.py")
+                 if p.name != "profile.py" and re.search(r"\.name\s*[!=]=\s*[\"'](quick|full)[\"']", p.read_text())]
+    assert not offenders, offenders
+
+
+def test_docstrings_cite_nothing_outside_the_repository():
+    pattern = re.compile(r"\b(papers/|REFERENCE\.md|CONTRACT\d*\.md|shared/)")
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "landmarks").rglob("*.py") if pattern.search(p.read_text())]
+    assert not offenders, offenders

@@ -1,5 +1,6 @@
 import torch
 
+from landmarks.detector import Detector
 from landmarks.evaluation.speed import head_models, images_per_second, speed_table
 
 
@@ -8,9 +9,9 @@ def test_head_models_cover_table_8_and_decode():
     assert set(models) == {"bare trunk", "PIP Net (stride 32)", "Map Net (stride 4)", "Map Net (stride 2)",
                            "Map Net (stride 1)", "Coord Net"}
     images = torch.rand(2, 3, 64, 64)
-    for name, (model, task) in models.items():
-        if task is not None:
-            assert task.predict(model.eval()(images), {"image": images}).shape == (2, 5, 2), name
+    for name, detector in models.items():
+        if detector.task is not None:
+            assert detector.predict(images).shape == (2, 5, 2), name
 
 
 def test_speed_table_reports_a_positive_rate_per_model_and_batch():
@@ -28,5 +29,5 @@ def test_images_per_second_counts_images_not_batches():
             calls.append(len(images))
             return {}
 
-    rate = images_per_second(Counting(), None, batch=4, size=8, seconds=0.0)
+    rate = images_per_second(Detector(Counting(), None, layout=None), batch=4, size=8, seconds=0.0)
     assert calls == [4] * 4 and rate > 0  # one warm-up call, then at least three timed ones

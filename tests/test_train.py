@@ -11,7 +11,9 @@ matplotlib.use("Agg")
 from landmarks.training import checkpoints  # noqa: E402
 from landmarks.data.layouts import custom_layout  # noqa: E402
 from landmarks.data.synthetic import SyntheticFaces  # noqa: E402
-from landmarks.training.loop import CHECKPOINT_NAME, History, evaluate, fit, load_or_train, loader_throughput  # noqa: E402
+from landmarks.detector import Detector  # noqa: E402
+from landmarks.evaluation.loop import evaluate  # noqa: E402
+from landmarks.training.loop import CHECKPOINT_NAME, History, fit, loader_throughput  # noqa: E402
 from toy_training import SIZE, ToyFaces, ToyModel, ToyTask  # noqa: E402
 
 TIMING_KEYS = ("seconds", "data_seconds", "images_per_s")
@@ -21,7 +23,7 @@ def train_toy(checkpoint_dir=None, epochs=3, seed=0, task=None, **options):
     """The toy model (with dropout, and noise drawn in the dataset) trained with fixed settings."""
     torch.manual_seed(seed + 100)
     model = ToyModel(dropout=0.1)
-    history = fit(model, task or ToyTask(), ToyFaces(64, noise=0.05), ToyFaces(16, seed=1), epochs=epochs,
+    history = fit(Detector(model, task or ToyTask(), layout=None), ToyFaces(64, noise=0.05), ToyFaces(16, seed=1), epochs=epochs,
                   batch_size=16, lr=1e-2, decay_epochs=(2,), seed=seed, checkpoint_dir=checkpoint_dir,
                   progress=False, **options)
     return model, history
@@ -40,7 +42,7 @@ def without_timings(history: History) -> list[dict]:
 
 def test_loss_falls_and_history_records_every_epoch():
     torch.manual_seed(0)
-    untrained = evaluate(ToyModel(), ToyTask(), ToyFaces(16, seed=1))
+    untrained = evaluate(Detector(ToyModel(), ToyTask(), layout=None), ToyFaces(16, seed=1))
     model, history = train_toy(epochs=5)
     losses = history.column("loss_total")
     assert len(history) == 5 and losses[-1] < 0.3 * losses[0]
@@ -131,32 +133,34 @@ def test_amp_on_cpu_is_a_warned_no_op():
 
 
 class OffsetTask(ToyTask):
-    """Predicts the ground truth shifted by a fixed vector, so the NME is known in advance."""
+    """Decodes every image of ``data`` to its ground truth (looked up by its pixels) shifted by a fixed
+    vector, so the NME is known in advance."""
 
-    def __init__(self, shift):
+    def __init__(self, shift, data):
         super().__init__()
         self.shift = torch.tensor(shift)
+        self.truth = {data[i]["image"].numpy().tobytes(): data[i]["landmarks"] for i in range(len(data))}
 
     def predict(self, outputs, batch):
-        return batch["landmarks"] + self.shift
+        return torch.stack([self.truth[image.cpu().numpy().tobytes()] for image in batch["image"]]) + self.shift
 
 
 def test_evaluate_gives_hand_computed_errors():
     data = ToyFaces(10, seed=2)
     model = ToyModel().train()
-    results = evaluate(model, OffsetTask([0.3, 0.4]), data, batch_size=4)  # 0.5 px off, inter-ocular norm
+    results = evaluate(Detector(model, OffsetTask([0.3, 0.4], data), layout=None), data, batch_size=4)  # 0.5 px off, inter-ocular norm
     eye_distance = torch.stack([(data[i]["landmarks"][0] - data[i]["landmarks"][1]).norm() for i in range(10)])
     assert results["norm"] == "inter-ocular" and model.training
     torch.testing.assert_close(results["per_image"], 0.5 / eye_distance)
     torch.testing.assert_close(results["predictions"][3], data[3]["landmarks"] + torch.tensor([0.3, 0.4]))
     box_layout = custom_layout(5, default_norm="box-size")
-    boxed = evaluate(model, OffsetTask([0.3, 0.4]), data, layout=box_layout)  # box 8 x 8: NME 0.5 / 8
+    boxed = evaluate(Detector(model, OffsetTask([0.3, 0.4], data), layout=None), data, layout=box_layout)  # box 8 x 8: NME 0.5 / 8
     assert boxed["nme"] == pytest.approx(0.5 / SIZE) and boxed["fr"] == 0.0
     assert boxed["auc"] == pytest.approx(1 - 0.5 / SIZE / 0.1)
-    failing = evaluate(model, OffsetTask([0.0, 1.0]), data, layout=box_layout)  # NME 0.125 > 0.1
+    failing = evaluate(Detector(model, OffsetTask([0.0, 1.0], data), layout=None), data, layout=box_layout)  # NME 0.125 > 0.1
     assert failing["fr"] == 1.0 and failing["auc"] == 0.0
     with pytest.raises(ValueError, match="layout"):
-        evaluate(model, OffsetTask([0.0, 0.0]), [data[0], data[1]])
+        evaluate(Detector(model, OffsetTask([0.0, 0.0], data), layout=None), [data[0], data[1]])
 
 
 def test_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -171,23 +175,6 @@ def test_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         checkpoints.atomic_save({"value": torch.tensor(2)}, path)
     assert torch.load(path, weights_only=True)["value"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["file.pt"]
-
-
-def test_load_or_train_trains_once_then_reuses(tmp_path):
-    calls = []
-
-    def train(model):
-        calls.append(1)
-        return fit(model, ToyTask(), ToyFaces(32), epochs=1, batch_size=16, lr=1e-2, progress=False)
-
-    config = {"model": "toy", "epochs": 1}
-    first, history = load_or_train(tmp_path / "toy.pt", ToyModel, train, config)
-    second, stored = load_or_train(tmp_path / "toy.pt", ToyModel, train, config)
-    assert len(calls) == 1 and stored.records == history.records
-    assert_same_weights(first, second)
-    assert checkpoints.load_checkpoint(tmp_path / "toy.pt", kind="model")["config"] == config
-    with pytest.raises(ValueError, match="epochs: stored 1, now 2"):
-        load_or_train(tmp_path / "toy.pt", ToyModel, train, {"model": "toy", "epochs": 2})
 
 
 def test_loader_throughput_counts_images_per_second():
@@ -228,7 +215,7 @@ class CoordTask:
 def test_synthetic_faces_with_a_tiny_cnn(tmp_path):
     torch.manual_seed(0)
     model = TinyCNN()
-    history = fit(model, CoordTask(), SyntheticFaces(size=32, length=32), SyntheticFaces(size=32, length=8, seed=1),
+    history = fit(Detector(model, CoordTask(), layout=None), SyntheticFaces(size=32, length=32), SyntheticFaces(size=32, length=8, seed=1),
                   epochs=2, batch_size=8, lr=3e-3, checkpoint_dir=tmp_path, progress=True)
     assert history[-1]["loss_total"] < history[0]["loss_total"]
     assert 0 < history[-1]["val_nme"] < 1  # the 300W layout (inter-ocular) comes from the dataset
@@ -242,7 +229,7 @@ def test_frozen_batchnorm_keeps_running_statistics_but_trains_the_affine_part(fr
     norm = model.net[1]
     norm.weight.data.fill_(1.5)  # away from the default, so a step visibly moves it
     before = (norm.running_mean.clone(), norm.running_var.clone(), norm.weight.detach().clone())
-    fit(model, ToyTask(), ToyFaces(32), epochs=1, batch_size=8, lr=1e-2, progress=False, frozen_batchnorm=frozen)
+    fit(Detector(model, ToyTask(), layout=None), ToyFaces(32), epochs=1, batch_size=8, lr=1e-2, progress=False, frozen_batchnorm=frozen)
     stats_unchanged = torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
     assert stats_unchanged == frozen
     assert not torch.equal(norm.weight.detach(), before[2])  # the scale is trained either way

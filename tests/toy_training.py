@@ -83,6 +83,7 @@ class ToyTask:
 
 def main(argv: list[str] | None = None) -> None:
     """torchrun entry: train the toy model with DDP and save ``rank<r>.pt`` in ``--out``."""
+    from landmarks.detector import Detector
     from landmarks.training.loop import fit
 
     parser = argparse.ArgumentParser()
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(int(os.environ["RANK"]))  # different initial weights on purpose: DDP must equalise them
     model = ToyModel(dropout=0.1, batch_norm=True)
-    history = fit(model, ToyTask(), ToyFaces(64, noise=0.05), ToyFaces(16, seed=1), epochs=args.epochs,
+    history = fit(Detector(model, ToyTask(), layout=None), ToyFaces(64, noise=0.05), ToyFaces(16, seed=1), epochs=args.epochs,
                   batch_size=8, lr=1e-2, decay_epochs=(2,), seed=3, checkpoint_dir=Path(args.out) / "run",
                   progress=False)
     torch.save({"state": model.state_dict(), "history": history.to_dict(), "world_size": os.environ["WORLD_SIZE"]},

@@ -1,40 +1,56 @@
-"""Chapter 5's stored models: self-training with translation ensembles (PIPNet paper, Tables 5-7).
+"""Chapter 5's stored detectors: self-training with transform ensembles ({cite:p}`jin2021pipnet`, Tables 5-7).
 
-Two scenarios on the synthetic domains (:mod:`landmarks.pipnet.distillation`), each a supervised model and
-self-trained models that start from it (``self_train(initial=...)``, so they share round 0):
+Two scenarios on the synthetic domains, each a supervised detector and self-trained ones that start
+from it (:func:`~landmarks.pipnet.distillation.self_train` with ``initial=``, so they share round 0):
 
-- TSD (Testing on a Single Domain): ``total`` faces of the ``studio`` domain, 10 / 20 / 50 %
-  labelled, the rest unlabelled; tested on other studio faces. (A first run on the ``wild`` domain
-  gave a supervised model at 23.5 % NME with 10 % labelled, whose pseudo-labels were as bad and made
-  every round worse: 25.2, 26.2, 26.7 %. The paper's setting starts from a model that works.) ``tsd<p>_supervised`` and
-  ``tsd<p>_translation``; at 10 % (the paper's Table 7) also the ablation's ``tsd10_none`` (plain self-training),
-  ``tsd10_flip``, ``tsd10_rotation`` and ``tsd10_translation_curriculum`` (translations plus the coarse-score
-  curriculum).
-- TMD (Testing on Multiple Domains): labelled studio faces, unlabelled wild, low-light and sketch
-  faces, tested on every domain: ``tmd_supervised`` and ``tmd_translation``.
+- TSD (Testing on a Single Domain, :func:`tsd_split`): ``tsd_total`` faces of the ``studio``
+  domain, 10 / 20 / 50 % labelled, the rest unlabelled; tested on other studio faces.
+  ``tsd<p>_supervised`` and ``tsd<p>_translation``; at 10 % (the paper's Table 7) also the
+  ablation's ``tsd10_none`` (plain self-training), ``tsd10_flip``, ``tsd10_rotation`` and
+  ``tsd10_translation_curriculum`` (translations plus the coarse-score curriculum). (A first run on
+  the ``wild`` domain gave a supervised detector at 23.5 % NME with 10 % labelled, whose
+  pseudo-labels were as bad and made every round worse: 25.2, 26.2, 26.7 %. The paper's setting
+  starts from a detector that works.)
+- TMD (Testing on Multiple Domains, :func:`tmd_split`): labelled studio faces, unlabelled wild,
+  low-light and sketch faces, tested on every domain: ``tmd_supervised`` and ``tmd_translation``.
 
-The detector is PIPNet (stride 32, 10 neighbours) in the profile's size, trained with the geometric
-part of PIPNet's augmentation (:data:`AUGMENTATION`). A self-trained recipe's
-history has one record per round: test NME / FR per domain and, for rounds >= 1, the NME of the
-pseudo-labels against the true labels of the unlabelled faces (known for synthetic faces only).
+The detector is PIPNet (stride 32, 10 neighbours from the labelled shapes) in the profile's size,
+trained with the geometric part of PIPNet's augmentation (:data:`AUGMENTATION`). A supervised
+detector trains for as many steps as a self-training round (:func:`same_budget_schedule`); its
+weights are kept for every seed, since the self-trained experiments start from them.
+
+Metrics (:func:`domain_scores`): ``nme/<domain>`` and ``fr/<domain>`` (inter-ocular, FR at 0.1) on
+every test domain. A self-trained experiment's history has one record per round: ``round``,
+``train_size``, ``nme_<domain>``, ``fr_<domain>`` and, for rounds >= 1, ``pseudo_nme``, the NME of
+the pseudo-labels against the true labels of the unlabelled faces (known for synthetic faces only).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.data import Dataset
+from torch import Tensor
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from landmarks.pipnet.distillation import ablation_transforms, self_train, test_sets, tmd_split, tsd_split
-from landmarks.experiments import ModelSpec, build_model, build_task, fit_schedule, training_landmarks, with_neighbours
+from landmarks.book.experiments import STORE, experiment, scores
 from landmarks.data.layouts import get_layout
-from landmarks.evaluation.metrics import nme
-from landmarks.profile import Profile
-from landmarks.recipes import Recipe, cook, recipe, register
-from landmarks.training.loop import History, evaluate, fit
+from landmarks.data.synthetic import SyntheticFaces
 from landmarks.data.transforms import Augmented, geometric_augmentation
+from landmarks.data.views import TestSet, Unlabelled
+from landmarks.detector import Detector, ModelSpec, build_detector, training_landmarks, with_neighbours
+from landmarks.evaluation.metrics import nme
+from landmarks.pipnet.distillation import self_train
+from landmarks.pipnet.ensembles import ablation_transforms
+from landmarks.profile import Profile
+from landmarks.store import Trained
+from landmarks.training.loop import History, fit
+
+__all__ = ["TSD_FRACTIONS", "ABLATION", "TSD_DOMAIN", "TMD_LABELLED", "TMD_UNLABELLED", "TRAIN_SEED", "TEST_SEED",
+           "AUGMENTATION", "DistillSettings", "tsd_split", "tmd_split", "test_sets", "distill_spec", "scenario",
+           "domain_scores", "same_budget_schedule", "true_labels"]
 
 TSD_FRACTIONS = (0.1, 0.2, 0.5)
 ABLATION = ("none", "flip", "rotation", "translation")
@@ -42,15 +58,16 @@ TSD_DOMAIN = "studio"
 TMD_LABELLED = ("studio",)
 TMD_UNLABELLED = ("wild", "lowlight", "sketch")
 TRAIN_SEED, TEST_SEED = 5, 6
-#: Every training of this chapter uses :func:`landmarks.transforms.geometric_augmentation`. Without it
-#: a first run's detector was far from translation-equivariant: its predictions on the eight shifted
-#: copies had 22-49 % NME against 6.7 % unshifted, so the ensemble made pseudo-labels worse, not better.
+#: Every training of this chapter uses :func:`landmarks.data.transforms.geometric_augmentation`.
+#: Without it a first run's detector was far from translation-equivariant: its predictions on the
+#: eight shifted copies had 22-49 % NME against 6.7 % unshifted, so the ensemble made pseudo-labels
+#: worse, not better.
 AUGMENTATION = "geometric: translate +-30/256 of the side, flip, rotate +-30 degrees, p 0.5 each"
 
 
 @dataclass(frozen=True)
 class DistillSettings:
-    """The sizes of chapter 5's experiments, from the profile (the one place they are chosen).
+    """The sizes of chapter 5's experiments (the one place they are chosen).
 
     ``tsd_total``: faces of the TSD domain (labelled + unlabelled); ``tmd_labelled`` /
     ``tmd_unlabelled``: faces per labelled / unlabelled TMD domain; ``rounds``: trainings per
@@ -66,16 +83,85 @@ class DistillSettings:
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "DistillSettings":
-        return cls(profile.image_size, profile.train_images, profile.train_images // 2,
-                   profile.train_images // 5, profile.test_images)
+        """The profile's image size and face counts, overridden by ``profile.chapter("05")``."""
+        fields: dict[str, Any] = dict(image_size=profile.image_size, tsd_total=profile.train_images,
+                                      tmd_labelled=profile.train_images // 2, tmd_unlabelled=profile.train_images // 5,
+                                      test_images=profile.test_images)
+        return cls(**{**fields, **profile.chapter("05")})
 
 
+# --------------------------------------------------------------------------- the paper's two scenarios
+def _faces(domain: str, length: int, seed: int, image_size: int, layout: str) -> SyntheticFaces:
+    return SyntheticFaces(domain, image_size, length=length, seed=seed, layout=layout)
+
+
+def tsd_split(domain: str, fraction: float, total: int, seed: int, image_size: int = 128,
+              layout: str = "300w") -> tuple[Dataset, Unlabelled]:
+    """Testing on a Single Domain: ``total`` faces of one domain, a ``fraction`` of them labelled.
+
+    The faces are ``SyntheticFaces(domain, image_size, total, seed * 100)``; a permutation drawn from
+    ``seed`` picks ``round(fraction * total)`` of them as the labelled set (a ``Subset``), the rest
+    are :class:`~landmarks.data.views.Unlabelled`. Build the test set with :func:`test_sets` and
+    another seed.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction}")
+    n_labelled = round(fraction * total)
+    if not 0 < n_labelled < total:
+        raise ValueError(f"{fraction} of {total} faces leaves one of the two parts empty")
+    faces = _faces(domain, total, seed * 100, image_size, layout)
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()
+    labelled = Subset(faces, order[:n_labelled])
+    labelled.layout = faces.layout  # type: ignore[attr-defined]
+    return labelled, Unlabelled(Subset(faces, order[n_labelled:]))
+
+
+def tmd_split(labelled_domains: Sequence[str], unlabelled_domains: Sequence[str], sizes: tuple[int, int],
+              seed: int, image_size: int = 128, layout: str = "300w") -> tuple[Dataset, Unlabelled]:
+    """Testing on Multiple Domains: labelled faces from some domains, unlabelled ones from others.
+
+    ``sizes = (labelled_per_domain, unlabelled_per_domain)``. Domain ``k`` of the concatenated list
+    ``labelled_domains + unlabelled_domains`` uses seed ``seed * 100 + k``. The two lists must be
+    disjoint (as in the paper, where no domain is both labelled and unlabelled).
+    """
+    overlap = set(labelled_domains) & set(unlabelled_domains)
+    if overlap:
+        raise ValueError(f"domains {sorted(overlap)} are both labelled and unlabelled")
+    if not labelled_domains or not unlabelled_domains:
+        raise ValueError("tmd_split needs at least one labelled and one unlabelled domain")
+    n_lab, n_unlab = sizes
+    domains = list(labelled_domains) + list(unlabelled_domains)
+    sets = [_faces(d, n_lab if k < len(labelled_domains) else n_unlab, seed * 100 + k, image_size, layout)
+            for k, d in enumerate(domains)]
+    labelled = ConcatDataset(sets[:len(labelled_domains)])
+    labelled.layout = sets[0].layout  # type: ignore[attr-defined]
+    return labelled, Unlabelled(ConcatDataset(sets[len(labelled_domains):]))
+
+
+def test_sets(domains: Sequence[str], length: int, seed: int, image_size: int = 128,
+              layout: str = "300w", train_seed: int | None = None) -> dict[str, TestSet]:
+    """One labelled :class:`~landmarks.data.views.TestSet` per domain (domain ``k`` seeded ``seed * 100 + k``).
+
+    Give the training split's ``train_seed`` to have a clash refused: with ``seed != train_seed``
+    the test faces are drawn from other seeds than any training face of :func:`tsd_split` /
+    :func:`tmd_split`.
+    """
+    if train_seed is not None and seed == train_seed:
+        raise ValueError(f"test seed {seed} equals the training seed: the test faces would repeat training faces")
+    return {d: TestSet(_faces(d, length, seed * 100 + k, image_size, layout)) for k, d in enumerate(domains)}
+
+
+test_sets.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into a test module
+
+
+# --------------------------------------------------------------------------- the experiments' pieces
 def distill_spec(profile: Profile) -> ModelSpec:
+    """PIPNet at stride 32 with 10 neighbours in the profile's size (neighbours not filled in)."""
     return ModelSpec.from_profile(profile, head="pip", net_stride=32, num_neighbours=10)
 
 
 @lru_cache(maxsize=8)
-def scenario(profile: Profile, name: str) -> tuple[Dataset, Dataset, dict[str, Dataset], ModelSpec]:
+def scenario(profile: Profile, name: str) -> tuple[Dataset, Unlabelled, dict[str, TestSet], ModelSpec]:
     """``(labelled, unlabelled, test sets by domain, spec with neighbours)`` of ``"tsd10"`` ... ``"tmd"``."""
     s = DistillSettings.from_profile(profile)
     if name == "tmd":
@@ -90,88 +176,113 @@ def scenario(profile: Profile, name: str) -> tuple[Dataset, Dataset, dict[str, D
     return labelled, unlabelled, tests, spec
 
 
-def domain_scores(model: nn.Module, task, tests: dict[str, Dataset]) -> dict[str, float]:
-    """``nme_<domain>``, ``fr_<domain>`` (inter-ocular, threshold 0.1) on every test set."""
-    scores = {}
+def domain_scores(detector: Detector, tests: dict[str, Dataset], separator: str = "/") -> dict[str, float]:
+    """``nme<separator><domain>`` and ``fr<separator><domain>`` (inter-ocular, FR at 0.1) on every test set."""
+    result: dict[str, float] = {}
     for domain, data in tests.items():
-        result = evaluate(model, task, data, layout="300w", batch_size=64)
-        scores[f"nme_{domain}"], scores[f"fr_{domain}"] = float(result["nme"]), float(result["fr"])
-    return scores
+        result.update(scores(detector, data, ("nme", "fr"), f"{separator}{domain}"))
+    return result
 
 
-def _request(profile: Profile, name: str, **method) -> dict:
-    s = DistillSettings.from_profile(profile)
-    domains = ({"labelled": list(TMD_LABELLED), "unlabelled": list(TMD_UNLABELLED)} if name == "tmd"
-               else {"labelled": [TSD_DOMAIN], "unlabelled": [TSD_DOMAIN]})
-    return {"scenario": name, "domains": domains, "settings": s.__dict__, "spec": distill_spec(profile).to_config(),
-            "schedule": fit_schedule(profile), "seeds": [TRAIN_SEED, TEST_SEED], "augmentation": AUGMENTATION,
-            **method}
-
-
-def same_budget_schedule(profile: Profile, images: int) -> dict:
+def same_budget_schedule(profile: Profile, images: int) -> dict[str, Any]:
     """The profile's schedule stretched so that ``images`` faces give as many steps as the profile's
-    ``train_images``: a model trained on 10 % of the faces runs ten times the epochs, so it is not
+    ``train_images``: a detector trained on 10 % of the faces runs ten times the epochs, so it is not
     simply under-trained compared with the self-trained rounds that see every face."""
     factor = max(1, round(profile.train_images / images))
-    schedule = fit_schedule(profile)
+    schedule = profile.schedule()
     schedule.update(epochs=factor * profile.epochs, decay_epochs=tuple(factor * e for e in profile.decay_epochs))
     return schedule
 
 
-def supervised_recipe(profile: Profile, name: str) -> Recipe:
-    labelled, _, tests, spec = scenario(profile, name)
-    task = build_task(spec)
-    schedule = same_budget_schedule(profile, len(labelled))
-
-    def train_model(model: nn.Module, progress: bool) -> History:
-        data = Augmented(labelled, geometric_augmentation("300w", spec.image_size))
-        return fit(model, task, data, None, progress=progress, **schedule)
-
-    return Recipe(f"{name}_supervised", chapter="05", build=lambda: build_model(spec), train=train_model,
-                  evaluate=lambda model: domain_scores(model, task, tests),
-                  request=_request(profile, name, method="supervised", schedule=schedule))
-
-
-def true_labels(unlabelled: Dataset) -> torch.Tensor:
+def true_labels(unlabelled: Unlabelled) -> Tensor:
     """The labels the unlabelled faces hide (synthetic faces know them): ``(M, N, 2)``."""
     return torch.stack([unlabelled.dataset[i]["landmarks"] for i in range(len(unlabelled))])
 
 
-def distilled_recipe(profile: Profile, name: str, transforms: str, curriculum: bool = False) -> Recipe:
+def _augmentation(profile: Profile):
+    return geometric_augmentation("300w", profile.image_size)
+
+
+def _settings(profile: Profile, name: str, **method: Any) -> dict[str, Any]:
+    domains = ({"labelled": list(TMD_LABELLED), "unlabelled": list(TMD_UNLABELLED)} if name == "tmd"
+               else {"labelled": [TSD_DOMAIN], "unlabelled": [TSD_DOMAIN]})
+    return {"scenario": name, "domains": domains, "settings": asdict(DistillSettings.from_profile(profile)),
+            "spec": distill_spec(profile).to_config(), "schedule": profile.schedule(),
+            "seeds": [TRAIN_SEED, TEST_SEED], "augmentation": AUGMENTATION, **method}
+
+
+def _evaluate(profile: Profile, name: str, detector: Detector) -> dict[str, float]:
+    return domain_scores(detector, scenario(profile, name)[2])
+
+
+def _build(profile: Profile, name: str) -> Detector:
+    return build_detector(scenario(profile, name)[3])
+
+
+def supervised_settings(profile: Profile, name: str) -> dict[str, Any]:
+    labelled = scenario(profile, name)[0]
+    return _settings(profile, name, method="supervised", schedule=same_budget_schedule(profile, len(labelled)))
+
+
+def train_supervised(profile: Profile, seed: int, progress: bool, name: str) -> Trained:
+    """The scenario's detector trained on its labelled faces only (round 0 of every self-training)."""
+    labelled, _, _, spec = scenario(profile, name)
+    torch.manual_seed(seed)
+    detector = build_detector(spec)
+    history = fit(detector, Augmented(labelled, _augmentation(profile)), None, seed=seed, progress=progress,
+                  **same_budget_schedule(profile, len(labelled)))
+    return Trained(detector, history)
+
+
+def _method(transforms: str, curriculum: bool) -> str:
+    return f"{transforms}+curriculum" if curriculum else transforms
+
+
+def distilled_settings(profile: Profile, name: str, transforms: str, curriculum: bool) -> dict[str, Any]:
+    return _settings(profile, name, method=_method(transforms, curriculum),
+                     rounds=DistillSettings.from_profile(profile).rounds)
+
+
+def train_distilled(profile: Profile, seed: int, progress: bool, name: str, transforms: str,
+                    curriculum: bool) -> Trained:
+    """Self-training from the stored supervised detector of the same seed; the last round is kept and
+    every round is scored (the history's records)."""
     labelled, unlabelled, tests, spec = scenario(profile, name)
-    settings = DistillSettings.from_profile(profile)
-    task = build_task(spec)
-    method = f"{transforms}+curriculum" if curriculum else transforms
-
-    def train_model(model: nn.Module, progress: bool) -> History:
-        start, _ = cook(recipe(f"{name}_supervised", profile), profile, progress=progress)
-        rounds = self_train(spec, labelled, unlabelled, profile, rounds=settings.rounds, curriculum=curriculum,
-                            transforms=ablation_transforms(transforms, spec.image_size), progress=progress,
-                            initial=(start, task),
-                            augment=geometric_augmentation("300w", spec.image_size))
-        truth, history = true_labels(unlabelled), History()
-        for r, result in enumerate(rounds):
-            record = {"round": float(r), "train_size": float(result.train_size),
-                      **domain_scores(result.model, task, tests)}
-            if result.pseudo_labels is not None:
-                record["pseudo_nme"] = float(nme(result.pseudo_labels, truth, get_layout("300w")).mean())
-            history.append(record)
-        model.load_state_dict(rounds[-1].model.state_dict())
-        return history
-
-    return Recipe(f"{name}_{method.replace('+', '_')}", chapter="05", build=lambda: build_model(spec),
-                  train=train_model, evaluate=lambda model: domain_scores(model, task, tests),
-                  request=_request(profile, name, method=method, rounds=settings.rounds))
+    start = STORE.model(f"{name}_supervised", seed=seed, profile=profile, progress=progress).detector
+    rounds = self_train(spec, labelled, unlabelled, schedule=profile.schedule(),
+                        rounds=DistillSettings.from_profile(profile).rounds,
+                        transforms=ablation_transforms(transforms, spec.image_size), curriculum=curriculum,
+                        seed=seed, progress=progress, initial=start, augment=_augmentation(profile))
+    truth, history = true_labels(unlabelled), History()
+    for r, result in enumerate(rounds):
+        record = {"round": float(r), "train_size": float(result.train_size),
+                  **domain_scores(result.detector, tests, separator="_")}
+        if result.pseudo_labels is not None:
+            record["pseudo_nme"] = float(nme(result.pseudo_labels, truth, get_layout("300w")).mean())
+        history.append(record)
+    return Trained(rounds[-1].detector, history)
 
 
-def _register_all() -> None:
-    """Register in the order ``make checkpoints`` should make them: the main rows first."""
-    for name in ("tsd10", "tmd", "tsd20", "tsd50"):
-        register(f"{name}_supervised", "05")(lambda p, n=name: supervised_recipe(p, n))
-        register(f"{name}_translation", "05")(lambda p, n=name: distilled_recipe(p, n, "translation"))
-    for transforms in ABLATION[:-1]:
-        register(f"tsd10_{transforms}", "05")(lambda p, t=transforms: distilled_recipe(p, "tsd10", t))
-    register("tsd10_translation_curriculum", "05")(lambda p: distilled_recipe(p, "tsd10", "translation", True))
+def _register(name: str, transforms: str | None = None, curriculum: bool = False) -> None:
+    common = dict(evaluate=lambda detector, profile: _evaluate(profile, name, detector),
+                  build=lambda profile: _build(profile, name))
+    if transforms is None:
+        experiment(f"{name}_supervised", "05", settings=lambda profile: supervised_settings(profile, name),
+                   train=lambda profile, seed, progress: train_supervised(profile, seed, progress, name),
+                   keep="all", label=f"{name.upper()}: supervised", **common)
+        return
+    method = _method(transforms, curriculum)
+    experiment(f"{name}_{method.replace('+', '_')}", "05",
+               settings=lambda profile: distilled_settings(profile, name, transforms, curriculum),
+               train=lambda profile, seed, progress: train_distilled(profile, seed, progress, name, transforms,
+                                                                      curriculum),
+               requires=(f"{name}_supervised",), label=f"{name.upper()}: self-trained, {method}", **common)
 
 
-_register_all()
+# in the order ``make checkpoints`` should make them: the main rows first
+for _name in ("tsd10", "tmd", "tsd20", "tsd50"):
+    _register(_name)
+    _register(_name, "translation")
+for _transforms in ABLATION[:-1]:
+    _register("tsd10", _transforms)
+_register("tsd10", "translation", curriculum=True)

@@ -1,6 +1,6 @@
 """Pixel-in-pixel (PIP) regression: PIPNet's targets, neighbours and decoding, batched.
 
-PIPNet (Jin, Liao and Shao; ``papers/pipnet-eccv-draft.txt``, Sect. 3.1) predicts, on a coarse map
+PIPNet ({cite:p}`jin2021pipnet`, Sect. 3.1, eq. 1-4) predicts, on a coarse map
 of ``h x w`` cells (eq. 4: ``h = H_image / S_stride``, ``w = W_image / S_stride``), for every
 landmark ``i``:
 
@@ -8,12 +8,12 @@ landmark ``i``:
   (eq. 2, ``S* in {0, 1}``);
 - two offset maps ``X_i, Y_i``: where inside that cell the landmark lies, measured from the cell's
   top-left corner in cell units (eq. 3, ``X*, Y* in [0, 1]``);
-- with the neighbour regression module of the journal version (only its abstract is in
-  ``papers/``; the facts are in ``REFERENCE.md``), ``2 * nb`` more maps: the offsets of the ``nb``
+- with the neighbour regression module of the journal version ({cite:p}`jin2021pipnet`),
+  ``2 * nb`` more maps: the offsets of the ``nb``
   landmarks nearest to ``i`` in the mean face, measured from *landmark i's* cell.
 
-Cell convention (CONTRACT3.md), applied per axis
--------------------------------------------------
+Cell convention, applied per axis
+---------------------------------
 With image coordinates in the library convention (:mod:`landmarks.data.coords`: pixel ``j`` spans
 ``[j, j + 1]``), a landmark at ``x`` is at ``u = x / net_stride`` in map units, where cell ``j``
 spans ``[j, j + 1]``. Its cell is ``c = clamp(floor(u), 0, w - 1)`` and its offset ``o = u - c``:

@@ -124,13 +124,29 @@ def variance_2d(probs: Tensor, mean: Tensor | None = None, stride: float = 1.0) 
     return torch.stack([vx, vy], -1)
 
 
+def _safe_sqrt(values: Tensor) -> Tensor:
+    """``sqrt`` with the same values, and gradient 0 instead of infinity where ``values`` is 0.
+
+    The inner ``where`` keeps 0 out of ``sqrt``'s backward: ``sqrt`` at 0 has an infinite
+    derivative, and infinity times the zero derivative of a saturated softmax is NaN.
+    """
+    positive = values > 0
+    return torch.where(positive, torch.where(positive, values, torch.ones_like(values)).sqrt(),
+                       torch.zeros_like(values))
+
+
 def spread(probs: Tensor, kind: str = "laplace", mean: Tensor | None = None, stride: float = 1.0) -> Tensor:
     """The scale of each map per axis, in image pixels: Laplace ``b`` (mean absolute deviation) or
-    Gaussian ``sigma`` (square root of the variance)."""
+    Gaussian ``sigma`` (square root of the variance), the scales of {cite:p}`robinson2019laplace`
+    Sect. 3.1.
+
+    A map with zero variance (one-hot) has ``sigma = 0`` and finite gradients: the derivative of
+    the square root is taken as 0 there (it is infinite, and would turn the gradient into NaN).
+    """
     if kind == "laplace":
         return mean_absolute_deviation(probs, mean, stride)
     if kind == "gaussian":
-        return variance_2d(probs, mean, stride).sqrt()
+        return _safe_sqrt(variance_2d(probs, mean, stride))
     raise ValueError(f"unknown spread {kind!r}; choose one of {SPREADS}")
 
 

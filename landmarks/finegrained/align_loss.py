@@ -1,4 +1,4 @@
-"""Align Loss (fine-grained paper, Sect. 4.3, eq. 2) and loss surfaces (its Fig. 6).
+"""Align Loss ({cite:p}`yan2020finegrained`, Sect. 4.3, eq. 2) and loss surfaces (its Fig. 6).
 
 Align Loss compares two patches of the same feature map: one cropped at the predicted landmark, one
 at the ground truth, both smoothed by a Gaussian kernel ``G`` (size 3, sigma 1 in the paper):
@@ -9,7 +9,7 @@ Here ``m`` runs over the ``h x w`` patch pixels and the norm over the channels. 
 divided by the number of terms (``C h w``) and averaged over images and landmarks, so its value
 does not depend on the patch size or the channel count (a constant factor; eq. 2's minimiser is
 unchanged). Because the patches move with the prediction through the bilinear crop
-(:func:`landmarks.crops.crop_patches`), the loss has a gradient w.r.t. the predicted location
+(:func:`landmarks.finegrained.crops.crop_patches`), the loss has a gradient w.r.t. the predicted location
 (eq. 10-12) and trains whatever produced it.
 
 Gradient into the feature map. By default (``grad_features=False``) both crops are taken from the

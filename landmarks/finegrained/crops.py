@@ -1,6 +1,6 @@
-"""Differentiable bilinear crops of feature maps around landmarks (fine-grained paper, eq. 5-7).
+"""Differentiable bilinear crops of feature maps around landmarks ({cite:p}`yan2020finegrained`, eq. 5-7).
 
-A refinement stage of the fine-grained detector (Yan et al., CVIU 2020) looks at small ``h x w``
+A refinement stage of the fine-grained detector {cite:p}`yan2020finegrained` looks at small ``h x w``
 patches of a feature map centred on the current landmark estimates. The patch pixel ``(q, p)`` of a
 landmark at ``(y, x)`` (in the map's pixel-index units) is read at
 

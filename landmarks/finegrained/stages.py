@@ -1,33 +1,40 @@
-"""The multi-stage, multi-loss task of the fine-grained detector (paper Sect. 4) and its evaluation.
+"""The multi-stage, multi-loss task of the fine-grained detector and its stage-by-stage evaluation.
 
 :class:`FineGrainedTask` scores every output of a :class:`~landmarks.models.cropnet.FineGrainedNet`
-(the baseline ``S_0`` and each stage's ``S_k``) with its own loss and adds them up:
+(the baseline ``S_0`` and each stage's ``S_k``) with its own loss and adds them up
+({cite:p}`yan2020finegrained`, Sect. 4):
 
 - ``"iod-l2"``: :func:`landmarks.losses.iod_normalised_l2` in pixels (eq. 1; the baseline's loss);
 - ``"l2"``: squared distance, :func:`landmarks.losses.coordinate_l2`, in units of the image size
   (Sect. 4.2, the "standard" L2);
 - ``"l1"``: :func:`landmarks.losses.coordinate_l1`, in units of the image size (Sect. 4.2);
-- ``"align"``: :func:`landmarks.align.align_loss` on the map the stage cropped (Sect. 4.3, eq. 2).
+- ``"align"``: :func:`landmarks.finegrained.align_loss.align_loss` on the map the stage cropped
+  (Sect. 4.3, eq. 2).
 
 The paper's multi-loss scheme is :data:`PAPER_SCHEME` (IOD-L2 for the baseline, then L2, L1 and Align
-Loss for stages 1-3); Table 5 compares it with the same loss in every stage. ``predict`` returns the
-last stage's estimate. :func:`evaluate_stages` measures the NME after every stage in one pass.
+Loss for stages 1-3); its Table 5 compares it with the same loss in every stage. ``predict`` decodes
+the last stage's estimate. :func:`evaluate_stages` measures the NME after every output of a
+:class:`~landmarks.detector.Detector` in one pass of the library's inference loop
+(:func:`landmarks.evaluation.loop.predictions`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import Dataset
 
-from landmarks.finegrained.align_loss import align_loss
 from landmarks.data.layouts import Layout, get_layout
-from landmarks.losses import coordinate_l1, coordinate_l2, iod_normalised_l2
+from landmarks.detector import Detector, architecture
+from landmarks.evaluation.loop import layout_for, predictions
 from landmarks.evaluation.metrics import normalising_distance, summarise
+from landmarks.finegrained.align_loss import align_loss
+from landmarks.losses import coordinate_l1, coordinate_l2, iod_normalised_l2
+from landmarks.models.cropnet import finegrained_net
 
-__all__ = ["STAGE_LOSSES", "PAPER_SCHEME", "FineGrainedTask", "evaluate_stages", "stage_table", "MemoryDataset"]
+__all__ = ["STAGE_LOSSES", "PAPER_SCHEME", "FineGrainedTask", "finegrained_detector", "evaluate_stages", "stage_table"]
 
 #: The losses a stage can use.
 STAGE_LOSSES = ("iod-l2", "l2", "l1", "align")
@@ -101,36 +108,57 @@ class FineGrainedTask:
         return parts
 
     def predict(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> Tensor:
+        """The last output's ``(B, N, 2)`` estimate in pixels (the last stage's, or ``S_0`` without stages)."""
         return outputs["points"][:, -1]
 
 
+def finegrained_detector(losses: Sequence[str] = PAPER_SCHEME, num_points: int = 68, depth: int = 18,
+                         width: float = 0.25, patch_size: int = 8, image_size: int | None = None,
+                         layout: str | Layout = "300w", **options: Any) -> Detector:
+    """The untrained :class:`~landmarks.detector.Detector` of a baseline with ``len(losses) - 1``
+    CropNet stages: :func:`~landmarks.models.cropnet.finegrained_net` and a :class:`FineGrainedTask`
+    with ``losses``.
+
+    ``patch_size`` is the side of the stages' crops and of Align Loss's patches (8 in
+    {cite:p}`yan2020finegrained`, Table 7); ``options`` go to the network (``hidden``,
+    ``selected``, ``grad_features``, ``grad_locations``). The detector records the network's
+    arguments, so :meth:`~landmarks.detector.Detector.load` rebuilds the same network.
+    """
+    task = FineGrainedTask(losses, layout=layout, patch_size=patch_size)
+    kwargs = dict(num_points=num_points, depth=depth, width=width, stages=len(task.losses) - 1,
+                  patch_size=patch_size, **options)
+    return Detector(finegrained_net(**kwargs), task, image_size=image_size, layout=layout,
+                    architecture=architecture(finegrained_net, **kwargs))
+
+
 @torch.no_grad()
-def evaluate_stages(model: nn.Module, data: Dataset, layout: str | Layout = "300w", batch_size: int = 50,
-                    threshold: float = 0.1) -> dict[str, Any]:
-    """NME after the baseline and after every stage, in one pass over ``data``.
+def evaluate_stages(detector: Detector, data: Dataset, layout: str | Layout | None = None, batch_size: int = 50,
+                    threshold: float = 0.1, num_workers: int = 0) -> dict[str, Any]:
+    """NME after the baseline and after every stage of a fine-grained detector, in one pass.
+
+    ``detector`` is a :class:`~landmarks.detector.Detector` whose network returns ``"points"``
+    ``(B, S + 1, N, 2)`` and ``"corrections"`` (a :class:`~landmarks.models.cropnet.FineGrainedNet`);
+    the batches come from :func:`landmarks.evaluation.loop.predictions`. Errors are over the
+    inter-ocular distance (outer eye corners of ``layout``: the data's, else the detector's).
 
     Returns (``S`` stages, ``M`` images, ``N`` landmarks):
 
-    - ``"nme"``: list of ``S + 1`` mean NMEs (fractions), ``[0]`` the baseline;
-    - ``"summary"``: list of :func:`landmarks.metrics.summarise` dicts (nme, fr, auc) per output;
+    - ``"nme"``: list of ``S + 1`` mean NMEs (fractions), ``[0]`` the baseline, ``[-1]`` what the
+      detector predicts;
+    - ``"summary"``: list of :func:`landmarks.evaluation.metrics.summarise` dicts (nme, fr, auc) per
+      output;
     - ``"per_image"``: ``(S + 1, M)``; ``"per_point"``: ``(S + 1, M, N)`` point errors over the
-      inter-ocular distance (for landmark-wise CED curves, the paper's Fig. 11);
+      inter-ocular distance (for landmark-wise CED curves, {cite:p}`yan2020finegrained` Fig. 11);
     - ``"points"``: ``(M, S + 1, N, 2)``; ``"corrections"``: ``(M, S, N, 2)`` in pixels;
       ``"corrections_iod"``: the same over each face's inter-ocular distance (Fig. 13);
     - ``"truth"``: ``(M, N, 2)``.
     """
-    layout = get_layout(layout)
-    was_training = model.training
-    model.eval()
+    layout = layout_for(layout, data, detector)
     points, corrections, truth = [], [], []
-    try:
-        for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
-            out = model(batch["image"])
-            points.append(out["points"].float())
-            corrections.append(out["corrections"].float())
-            truth.append(batch["landmarks"].float())
-    finally:
-        model.train(was_training)
+    for batch, outputs, _ in predictions(detector, data, batch_size, num_workers, outputs=True):
+        points.append(outputs["points"].float().cpu())
+        corrections.append(outputs["corrections"].float().cpu())
+        truth.append(batch["landmarks"].float().cpu())
     points, corrections, truth = torch.cat(points), torch.cat(corrections), torch.cat(truth)
     iod = normalising_distance(truth, layout, "inter-ocular")                      # (M,)
     per_point = ((points - truth[:, None]).norm(dim=-1) / iod[:, None, None]).permute(1, 0, 2)

@@ -1,52 +1,61 @@
-"""Adversarial semi-supervised training of a heatmap generator (LaplaceKL paper, Sect. 3.2-3.3).
+"""Adversarial semi-supervised training of a heatmap generator ({cite:p}`robinson2019laplace`, Sect. 3.2-3.3).
 
 The generator ``G`` (e.g. :class:`~landmarks.models.recombinator.Recombinator`) makes heatmaps; a
 discriminator ``D`` (:class:`~landmarks.models.patchgan.PatchGAN`) sees an image stacked with N
 heatmaps and says, patch by patch, whether the heatmaps were *rendered from labels* (real) or
 *generated* (fake):
 
-- real pairs: labelled images with maps rendered from their labels (:func:`landmarks.ops.render_heatmaps`,
-  the ground-truth distribution of the supervised loss: Laplace or Gaussian, scale ``gt_scale``);
+- real pairs: labelled images with maps rendered from their labels
+  (:func:`landmarks.codecs.softargmax.render_heatmaps`, the ground-truth distribution of the
+  supervised loss: Laplace or Gaussian, scale ``gt_scale``);
 - fake pairs: ``G``'s probability maps (spatial softmax with the task's temperature) on the same
   labelled images *and* on unlabelled images.
 
-Each step alternates (paper eq. 4, "alternating updates"):
+Each step alternates (the paper's eq. 4, "alternating updates"):
 
 1. ``D`` step: binary cross-entropy, real pairs -> 1, fake pairs (detached) -> 0, averaged over
    patches, the two halves weighted equally;
-2. ``G`` step: ``supervised + weight * adversarial`` (paper eq. 6-7), the supervised loss of the
-   task on the labelled images and the non-saturating adversarial loss ``BCE(D(fake), 1)`` on all
-   fake pairs.
+2. ``G`` step: ``supervised + weight * adversarial`` (eq. 6-7), the supervised loss of the task on
+   the labelled images and the non-saturating adversarial loss ``BCE(D(fake), 1)`` on all fake pairs.
 
 Map scaling: ``D`` sees probability maps multiplied by the inverse peak of the continuous
 ground-truth density (``(2 b)^2`` for Laplace, ``2 pi sigma^2`` for Gaussian), so a ground-truth map
 peaks near 1 and a spread-out map is visibly lower. The same factor is applied to real and fake maps.
 
-One epoch is one pass over the labelled data; every labelled batch is paired with the next batch
-of an endless shuffled pass over the unlabelled data. The history has one record per epoch (or per
-``1 / records_per_epoch`` of one) with the means over its steps of ``loss_supervised``, ``loss_adversarial``, ``loss_total`` (generator) and
-``loss_discriminator``, ``d_real``, ``d_fake`` (mean probability ``D`` gives real and fake pairs),
-``seconds`` and, with ``val_data``, ``val_nme`` / ``val_fr`` / ``val_auc``.
+The training loop is :func:`landmarks.training.loop.fit`'s: :class:`AdversarialStep` is the
+:class:`~landmarks.training.loop.Step` that replaces fit's default update, so adversarial runs get
+fit's per-epoch seeding, NaN guard (naming the component, the discriminator's included), history,
+atomic per-epoch checkpoints (holding ``D`` and its optimiser too) and exact resumption. One epoch is
+one pass over the labelled data; every labelled batch is paired with a batch of the unlabelled data
+(fit's extra stream: shuffled passes whose order is drawn from the seed and the epoch). The history
+has ``records_per_epoch`` records per epoch with the means over their steps of ``loss_supervised``,
+``loss_adversarial``, ``loss_total`` (generator), ``loss_discriminator``, ``d_real``, ``d_fake`` (mean
+probability ``D`` gives real and fake pairs), the times and, with ``val_data``, ``val_nme`` /
+``val_fr`` / ``val_auc``.
 """
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
 from landmarks.codecs.softargmax import render_heatmaps
 from landmarks.codecs.tasks import SoftargmaxTask
-from landmarks.training.loop import History, evaluate, seed_everything
+from landmarks.models.patchgan import PatchGAN
+from landmarks.models.recombinator import recombinator
+from landmarks.training.loop import History, Step, StepContext, fit
 
-__all__ = ["AdversarialSettings", "AdversarialPair", "discriminator_scale", "real_heatmaps", "fake_heatmaps", "train_adversarial"]
+if TYPE_CHECKING:
+    from landmarks.detector import Detector
+
+__all__ = ["AdversarialSettings", "AdversarialStep", "AdversarialPair", "adversarial_pair", "discriminator_scale",
+           "real_heatmaps", "fake_heatmaps", "train_adversarial"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class AdversarialSettings:
         weight: weight of the adversarial term in the generator's loss (lost in our text copy;
             chosen by a sweep in chapter 7).
         betas: Adam's betas for both networks.
-        seed: seeds sample order, dropout and the discriminator's noise.
+        seed: seeds sample order, dropout and the discriminator's noise (fit's per-epoch seeding).
         records_per_epoch: history records per epoch (more than one gives curves for short runs;
             ``epoch`` is then fractional: 0.2, 0.4, ... and only the last record of an epoch is
             validated).
@@ -106,110 +115,110 @@ def fake_heatmaps(task: SoftargmaxTask, logits: Tensor) -> Tensor:
     return task.probabilities({"heatmaps": logits}) * discriminator_scale(task.spread_kind, task.gt_scale)
 
 
-def _endless(data: Dataset, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, Any]]:
-    loader = DataLoader(data, batch_size=batch_size, sampler=RandomSampler(data, generator=generator),
-                        drop_last=len(data) >= batch_size)
-    while True:
-        yield from loader
-
-
 def _bce(logits: Tensor, real: bool) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
 
 
-def _check_finite(values: dict[str, float], epoch: int, step: int) -> None:
-    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-    if bad:
-        raise FloatingPointError(f"non-finite loss in epoch {epoch + 1}, step {step + 1}: {bad}")
+class AdversarialStep(Step):
+    """One alternating update of the generator (fit's network) and ``discriminator`` (see the module text).
 
+    Args:
+        discriminator: ``D(images, maps) -> (B, 1, h, w)`` patch logits; trained in place.
+        unlabelled: images without labels whose generated maps are fake pairs too (``None`` or
+            empty: the fakes are the generator's maps on the labelled images only). Same image
+            size as the labelled data.
+        weight: of the adversarial term in the generator's loss (0: ``D`` is trained but never
+            acts on ``G``, the supervised control).
+        d_lr: Adam step of the discriminator.
+        betas: Adam's betas of both optimisers (the generator's is fit's, made by :meth:`optimizer`).
 
-def train_adversarial(generator: nn.Module, discriminator: nn.Module, task: SoftargmaxTask, labelled: Dataset,
-                      unlabelled: Dataset | None = None, settings: AdversarialSettings = AdversarialSettings(),
-                      *, val_data: Dataset | None = None, layout: str = "300w", progress: bool = True,
-                      device: str | torch.device = "cpu") -> History:
-    """Train ``generator`` and ``discriminator`` in place; return the per-epoch :class:`History`.
-
-    ``unlabelled`` may be ``None`` or empty: the fakes are then the generator's maps on the labelled
-    images only. Images of both sets must have the same size. Raises ``FloatingPointError`` on a
-    non-finite loss.
+    fit's task (the detector's :class:`~landmarks.codecs.tasks.SoftargmaxTask`) gives the supervised
+    loss and the real and fake maps.
     """
-    device = torch.device(device)
+
+    def __init__(self, discriminator: nn.Module, unlabelled: Dataset | None = None, weight: float = 0.1,
+                 d_lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)) -> None:
+        if weight < 0 or not d_lr > 0:
+            raise ValueError(f"weight must be >= 0 and d_lr positive, got {weight}, {d_lr}")
+        self.discriminator = discriminator
+        self.extra_data = unlabelled if unlabelled is not None and len(unlabelled) > 0 else None
+        self.weight, self.d_lr, self.betas = float(weight), float(d_lr), tuple(betas)
+        self.d_optimizer: torch.optim.Optimizer | None = None
+
+    def optimizer(self, parameters: Sequence[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(parameters, lr=lr, betas=self.betas, weight_decay=weight_decay)
+
+    def bind(self, context: StepContext) -> None:
+        self.discriminator.to(context.device)
+        context.synchronise(self.discriminator)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=self.betas)
+
+    def start_epoch(self, context: StepContext) -> None:
+        self.discriminator.train()
+
+    def update(self, context: StepContext, batch: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, float]:
+        task, discriminator = context.task, self.discriminator
+        images, landmarks = batch["image"], batch["landmarks"]
+        labelled = len(images)
+        every = images if extra is None else torch.cat([images, extra["image"]])
+        logits = context.forward(every)["heatmaps"]
+        outputs = {"heatmaps": logits[:labelled]}
+        real = real_heatmaps(task, landmarks, tuple(images.shape[-2:]), task.stride(outputs, batch))
+        fake = fake_heatmaps(task, logits)
+
+        # 1. discriminator: real pairs -> 1, generated pairs -> 0
+        d_real = discriminator(images, real)
+        d_fake = discriminator(every, fake.detach())
+        loss_d = 0.5 * (_bce(d_real, True) + _bce(d_fake, False))
+        d_values = context.check({"discriminator": loss_d}, required=())
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss_d.backward()
+        context.average_gradients(discriminator)
+        self.d_optimizer.step()
+
+        # 2. generator: supervised loss on the labelled images + weighted adversarial term on all
+        supervised = task.loss(outputs, batch)["total"]
+        adversarial = _bce(discriminator(every, fake), True) if self.weight > 0 else logits.new_zeros(())
+        total = supervised + self.weight * adversarial
+        values = context.check({"supervised": supervised, "adversarial": adversarial, "total": total})
+        context.minimise(total)
+        return {"loss_supervised": values["supervised"], "loss_adversarial": values["adversarial"],
+                "loss_total": values["total"], "loss_discriminator": d_values["discriminator"],
+                "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item()}
+
+    def end_epoch(self, context: StepContext) -> None:
+        context.synchronise(self.discriminator, parameters=False)  # rank 0's batch-norm statistics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.d_optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.d_optimizer.load_state_dict(state["optimizer"])
+
+    def config(self) -> dict[str, Any]:
+        return {"discriminator": type(self.discriminator).__name__, "weight": self.weight, "d_lr": self.d_lr,
+                "betas": list(self.betas), "unlabelled": len(self.extra_data) if self.extra_data is not None else 0}
+
+
+def train_adversarial(detector: "Detector", discriminator: nn.Module, labelled: Dataset,
+                      unlabelled: Dataset | None = None, settings: AdversarialSettings = AdversarialSettings(),
+                      *, val_data: Dataset | None = None, progress: bool = True, device: str | torch.device = "cpu",
+                      checkpoint_dir: str | Path | None = None, resume: bool = True, num_workers: int = 0,
+                      config: Mapping[str, Any] | None = None) -> History:
+    """Train ``detector``'s network (the generator) and ``discriminator`` in place with
+    :func:`~landmarks.training.loop.fit` and an :class:`AdversarialStep`; return the :class:`History`.
+
+    ``checkpoint_dir`` / ``resume``: fit's per-epoch checkpoints (generator, discriminator, both
+    optimisers) and exact resumption. Both networks end in evaluation mode. Raises
+    ``FloatingPointError`` on a non-finite loss (naming the component).
+    """
     s = settings
-    generator.to(device)
-    discriminator.to(device)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=s.lr, betas=s.betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=s.d_lr, betas=s.betas)
-    order = torch.Generator().manual_seed(s.seed)
-    labelled_loader = DataLoader(labelled, batch_size=s.batch_size, sampler=RandomSampler(labelled, generator=order),
-                                 drop_last=True)
-    steps = len(labelled_loader)
-    if steps == 0:
-        raise ValueError(f"no labelled batch: {len(labelled)} images for batch_size={s.batch_size}")
-    extra = _endless(unlabelled, s.batch_size, torch.Generator().manual_seed(s.seed + 1)) \
-        if unlabelled is not None and len(unlabelled) > 0 else None
-    history = History()
-    bar = tqdm(total=steps * s.epochs, disable=not progress, leave=False, dynamic_ncols=True)
-    try:
-        for epoch in range(s.epochs):
-            seed_everything(int(np.random.SeedSequence([s.seed, epoch]).generate_state(1)[0]))
-            generator.train()
-            discriminator.train()
-            sums: dict[str, float] = {}
-            count, start = 0, time.perf_counter()
-            marks = {round(steps * (k + 1) / s.records_per_epoch) for k in range(s.records_per_epoch)}
-            for step, batch in enumerate(labelled_loader):
-                images, landmarks = batch["image"].to(device), batch["landmarks"].to(device)
-                n_lab = len(images)
-                all_images = images if extra is None else torch.cat([images, next(extra)["image"].to(device)])
-                logits = generator(all_images)["heatmaps"]
-                outputs = {"heatmaps": logits[:n_lab]}
-                stride = task.stride(outputs, batch)
-                real = real_heatmaps(task, landmarks, tuple(images.shape[-2:]), stride)
-                fake = fake_heatmaps(task, logits)
-
-                # 1. discriminator: real pairs -> 1, generated pairs -> 0
-                d_real = discriminator(images, real)
-                d_fake = discriminator(all_images, fake.detach())
-                loss_d = 0.5 * (_bce(d_real, True) + _bce(d_fake, False))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-
-                # 2. generator: supervised loss on the labelled images + weighted adversarial term on all
-                supervised = task.loss(outputs, {"image": images, "landmarks": landmarks})["total"]
-                adversarial = _bce(discriminator(all_images, fake), True) if s.weight > 0 else logits.new_zeros(())
-                total = supervised + s.weight * adversarial
-                opt_g.zero_grad(set_to_none=True)
-                total.backward()
-                opt_g.step()
-
-                values = {"supervised": supervised.item(), "adversarial": adversarial.item(), "total": total.item(),
-                          "discriminator": loss_d.item(), "d_real": torch.sigmoid(d_real).mean().item(),
-                          "d_fake": torch.sigmoid(d_fake).mean().item()}
-                _check_finite(values, epoch, step)
-                for key, value in values.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                count += 1
-                bar.update()
-                bar.set_postfix(g=f"{values['total']:.3g}", d=f"{values['discriminator']:.3g}", refresh=False)
-                if step + 1 not in marks:
-                    continue
-                record: dict[str, float] = {"epoch": epoch + (step + 1) / steps, "lr": s.lr,
-                                            "seconds": time.perf_counter() - start}
-                for key, value in sums.items():
-                    record[key if key.startswith("d_") else f"loss_{key}"] = value / count
-                if val_data is not None and step + 1 == steps:
-                    result = evaluate(generator, task, val_data, layout=layout, batch_size=64, device=device)
-                    record.update({f"val_{k}": float(result[k]) for k in ("nme", "fr", "auc")})
-                    generator.train()
-                history.append(record)
-                sums, count, start = {}, 0, time.perf_counter()
-                if progress:
-                    shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-                    bar.write(f"epoch {record['epoch']:.2f}/{s.epochs}  {shown}")
-    finally:
-        bar.close()
-    generator.eval()
+    step = AdversarialStep(discriminator, unlabelled, s.weight, s.d_lr, s.betas)
+    history = fit(detector, labelled, val_data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
+                  records_per_epoch=s.records_per_epoch, step=step, checkpoint_dir=checkpoint_dir, resume=resume,
+                  num_workers=num_workers, device=device, progress=progress, config=config)
+    detector.model.eval()
     discriminator.eval()
     return history
 
@@ -225,3 +234,10 @@ class AdversarialPair(nn.Module):
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.generator(images)
+
+
+def adversarial_pair(num_points: int = 68, divisor: int = 1, dropout: float = 0.1, d_divisor: int = 1,
+                     noise: float = 0.1) -> AdversarialPair:
+    """An untrained :class:`AdversarialPair`: a Recombinator (width divisor ``divisor``) and a
+    PatchGAN (``d_divisor``, input noise ``noise``); the builder a detector file names."""
+    return AdversarialPair(recombinator(num_points, divisor, dropout), PatchGAN(num_points, d_divisor, noise))

@@ -1,11 +1,11 @@
-"""CropNet refinement stages on a coordinate-regression ResNet (fine-grained paper, Sect. 3, Table 7).
+"""CropNet refinement stages on a coordinate-regression ResNet ({cite:p}`yan2020finegrained`, Sect. 3, Table 7).
 
 The baseline (Sect. 3.1) is a ResNet trunk with a quarter of the channels and a
 :class:`~landmarks.models.heads.CoordinateHead` (global average pool, one FC layer to ``2N``). Each
 refinement stage ``k`` (Fig. 1 and 4):
 
 1. crops an ``8 x 8`` patch around every current estimate ``S_{k-1}`` from one intermediate level of
-   the trunk by bilinear sampling (:func:`landmarks.crops.crop_patches`, eq. 5-7);
+   the trunk by bilinear sampling (:func:`landmarks.finegrained.crops.crop_patches`, eq. 5-7);
 2. runs a :class:`CropNet` on the ``N`` patches, which predicts a correction ``Delta S_k``;
 3. outputs ``S_k = S_{k-1} + Delta S_k``, the centres of the next stage's crops.
 

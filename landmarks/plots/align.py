@@ -1,4 +1,4 @@
-"""Plots of chapters 8-9: loss surfaces (the fine-grained paper's Fig. 6) and feature-map patches."""
+"""Plots of chapters 8-9: loss surfaces ({cite:p}`yan2020finegrained`, Fig. 6) and feature-map patches."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -64,7 +64,7 @@ def plot_surfaces(feature_map: Tensor, truth: Sequence[float] | Tensor, xs: Tens
 def surface_figure(feature_map: Tensor, truth: Sequence[float] | Tensor, radius: float = 6.0, steps: int = 49,
                    losses: Sequence[str] = ("l2", "l1", "heatmap", "align"), axes: Sequence[plt.Axes] | None = None,
                    **options) -> list[plt.Axes]:
-    """Compute :func:`landmarks.align.loss_surfaces` on a grid around ``truth`` and plot it.
+    """Compute :func:`landmarks.finegrained.align_loss.loss_surfaces` on a grid around ``truth`` and plot it.
 
     ``feature_map`` is one channel ``(H, W)``; ``options`` go to ``loss_surfaces`` (``smooth``,
     ``kernel_size``, ``sigma``, ``heatmap_sigma``, ``patch_size``).

@@ -23,6 +23,8 @@ What :func:`fit` does
 - A NaN or infinite loss stops the run with ``FloatingPointError`` naming epoch, step and component.
 - ``checkpoint_dir``: ``last.pt`` is replaced atomically after every epoch; with ``resume=True`` a
   later call continues from it (and may ask for more epochs than the first one did).
+- ``records_per_epoch=R``: the history gets ``R`` records per epoch, each with the loss means over
+  its part of the epoch (``epoch`` is then fractional: 0.2, 0.4, ...); only the last is validated.
 - ``amp=True`` on CUDA: ``torch.autocast`` in float16 with a ``GradScaler``. On the CPU it is
   ignored with a warning (bfloat16 autocast on CPUs without bfloat16 units is slower than float32
   and changes the numbers), so CPU runs stay float32 and reproducible.
@@ -50,9 +52,27 @@ holds when the resumed call uses
 
 The checkpoint also stores the RNG states at the end of the epoch, for inspection; resuming does not
 need them because of the per-epoch seeding.
+
+Other updates: a :class:`Step`
+------------------------------
+What :func:`fit` does with one batch is a :class:`Step`. The default computes the task's loss, runs
+the backward pass and takes one step of fit's Adam. ``fit(..., step=...)`` replaces it with
+something else that trains alongside the network, e.g. the generator-and-discriminator update of
+:class:`landmarks.laplacekl.adversarial.AdversarialStep`, and keeps everything else of the loop:
+the per-epoch seeding, the NaN guard (:meth:`StepContext.check`), the history, atomic per-epoch
+checkpoints and exact resumption. A step may
+
+- draw a second stream of data (``step.extra_data``, e.g. unlabelled images): ``batch_size``
+  samples per training batch, in shuffled passes whose order is drawn from ``(seed, epoch)``, so
+  that stream too restarts identically in every epoch, resumed or not;
+- own more state than the network (a discriminator and its optimiser): ``state_dict()`` goes into
+  every checkpoint and ``load_state_dict()`` gets it back on resumption;
+- choose the network's optimiser (``optimizer()``, e.g. Adam with other betas) and log any number
+  (``update`` returns the record's values of one batch; ``"loss_total"`` is required).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -77,13 +97,14 @@ from landmarks.training.checkpoints import (FORMAT, atomic_save, config_differen
 if TYPE_CHECKING:
     from landmarks.detector import Detector, ModelSpec
 
-__all__ = ["Task", "History", "fit", "train_spec", "loader_throughput", "seed_everything", "CHECKPOINT_NAME"]
+__all__ = ["Task", "History", "Step", "StepContext", "fit", "train_spec", "loader_throughput", "seed_everything",
+           "CHECKPOINT_NAME"]
 
 #: File name of the training checkpoint inside ``checkpoint_dir``.
 CHECKPOINT_NAME = "last.pt"
 #: Settings that may change between a run and its resumption (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("epochs", "num_workers", "persistent_workers", "device", "amp", "deterministic",
-                     "val_every")
+                     "val_every", "records_per_epoch")
 
 
 class Task(Protocol):
@@ -178,6 +199,14 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)[0]) >> 1
 
 
+def _stream_seeds(seed: int, epoch: int, rank: int) -> tuple[int, int]:
+    """Seeds of a step's extra data in one epoch: the sample order (the same on every process, which
+    each take their share of it) and the data-loading workers of this process."""
+    order = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint32)[0])
+    workers = int(np.random.SeedSequence([seed, epoch, rank, 1]).generate_state(1, np.uint64)[0]) >> 1
+    return order, workers
+
+
 def _rng_states() -> dict[str, Any]:
     """The current RNG states, in types ``torch.load(weights_only=True)`` accepts."""
     numpy_state = np.random.get_state()
@@ -226,19 +255,140 @@ def _start_process_group(device: str | torch.device) -> tuple[_Process, torch.de
     return process, device, started
 
 
-def _check_losses(losses: Mapping[str, Tensor], epoch: int, step: int, steps: int) -> dict[str, float]:
+def _check_losses(losses: Mapping[str, Tensor], epoch: int, step: int, steps: int,
+                  required: Sequence[str] = ("total",)) -> dict[str, float]:
     """The loss components as floats; ``FloatingPointError`` if any is NaN or infinite."""
-    if "total" not in losses:
-        raise KeyError(f"task.loss returned {sorted(losses)}; it must contain 'total'")
+    missing = [name for name in required if name not in losses]
+    if missing:
+        raise KeyError(f"the loss returned {sorted(losses)}; it must contain {missing}")
     values = torch.stack([value.detach().float().reshape(()) for value in losses.values()]).cpu().tolist()
     record = dict(zip(losses, values))
     bad = [name for name, value in record.items() if not math.isfinite(value)]
     if bad:
-        culprit = next((name for name in bad if name != "total"), "total")
+        culprit = next((name for name in bad if name != "total"), bad[0])
         shown = ", ".join(f"{name}={value:.4g}" for name, value in record.items())
         raise FloatingPointError(f"non-finite loss in epoch {epoch + 1}, step {step + 1} of {steps}: "
                                  f"component {culprit!r} is {record[culprit]} ({shown})")
     return record
+
+
+# ---------------------------------------------------------------------------------------- steps
+@dataclass
+class StepContext:
+    """What a :class:`Step` works with, set up by :func:`fit`.
+
+    ``net`` is the network as trained (wrapped in ``DistributedDataParallel`` under torchrun; the
+    wrapper is set after :meth:`Step.bind`), ``model`` the bare one; ``task`` the task whose loss is
+    minimised; ``optimizer`` and ``scaler`` fit's own (for ``model``'s parameters). ``epoch``,
+    ``index`` and ``steps`` say where the loop is (0-based epoch and batch, batches per epoch).
+    """
+
+    net: nn.Module
+    model: nn.Module
+    task: Task
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    use_amp: bool
+    process: _Process
+    epoch: int = 0
+    index: int = 0
+    steps: int = 0
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """The network's outputs (under float16 autocast with ``amp``, returned in float32)."""
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            outputs = self.net(images)
+        if self.use_amp:
+            outputs = {key: value.float() for key, value in outputs.items()}
+        return outputs
+
+    def check(self, losses: Mapping[str, Tensor], required: Sequence[str] = ("total",)) -> dict[str, float]:
+        """The components as floats; ``FloatingPointError`` naming epoch, batch and the first
+        non-finite component (call it before the update the components drive)."""
+        return _check_losses(losses, self.epoch, self.index, self.steps, required)
+
+    def minimise(self, loss: Tensor) -> None:
+        """One step of fit's optimiser on ``loss``: zero the gradients, backward (scaled), step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def synchronise(self, module: nn.Module, parameters: bool = True) -> None:
+        """Under torchrun, copy rank 0's parameters (and buffers) of ``module`` to every process."""
+        if self.process.distributed:
+            for tensor in [*(module.parameters() if parameters else []), *module.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
+    def average_gradients(self, module: nn.Module) -> None:
+        """Under torchrun, average the gradients of ``module`` (not the DDP-wrapped network) over processes."""
+        if self.process.distributed:
+            for parameter in module.parameters():
+                if parameter.grad is not None:
+                    dist.all_reduce(parameter.grad)
+                    parameter.grad /= self.process.world_size
+
+
+class Step:
+    """What :func:`fit` does with one training batch; this default is its usual update.
+
+    Default: ``outputs = net(images)``, the task's loss components (checked for NaN), backward and
+    one step of fit's Adam; the record gets ``loss_<component>``. A subclass overrides what differs.
+    :func:`fit` calls :meth:`optimizer` and :meth:`bind` once, then (after loading a checkpoint's
+    :meth:`state_dict` when it resumes) per epoch :meth:`start_epoch`, :meth:`update` for every
+    batch and :meth:`end_epoch`.
+    """
+
+    #: A second dataset drawn alongside the training data (``None``: none): :meth:`update` receives a
+    #: batch of it (``batch_size`` samples) with every training batch, as ``extra``.
+    extra_data: Dataset | None = None
+
+    def optimizer(self, parameters: Sequence[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        """The optimiser of the network's parameters (fit adds the step decay)."""
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+
+    def bind(self, context: StepContext) -> None:
+        """Set up what the step owns (move it to ``context.device``, make its optimisers)."""
+
+    def start_epoch(self, context: StepContext) -> None:
+        """Called after the network is put in training mode, before the first batch of an epoch."""
+
+    def update(self, context: StepContext, batch: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, float]:
+        """Update on one batch; returns the values to average into the history (``"loss_total"`` required)."""
+        losses = context.task.loss(context.forward(batch["image"]), batch)
+        values = context.check(losses)
+        context.minimise(losses["total"])
+        return {f"loss_{name}": value for name, value in values.items()}
+
+    def end_epoch(self, context: StepContext) -> None:
+        """Called after the last batch of an epoch (e.g. to share batch-norm statistics between processes)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold besides the network and fit's optimiser to resume exactly."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (after :meth:`bind`)."""
+
+    def config(self) -> dict[str, Any]:
+        """Settings of the step that a resumed run must share (stored in the checkpoint)."""
+        return {}
+
+
+def _extra_batches(data: Dataset, batch_size: int, seed: int, epoch: int, process: _Process, num_workers: int,
+                   pin_memory: bool) -> Iterator[dict[str, Any]]:
+    """Endless batches of ``data`` for one epoch: shuffled passes, pass ``k`` in the order
+    ``DistributedSampler`` draws from ``(seed, epoch)`` and ``k`` (each process takes its share)."""
+    order_seed, worker_seed = _stream_seeds(seed, epoch, process.rank)
+    sampler = DistributedSampler(data, num_replicas=process.world_size, rank=process.rank, shuffle=True,
+                                 seed=order_seed)
+    generator = torch.Generator().manual_seed(worker_seed)
+    batches = make_loader(data, batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                          drop_last=len(sampler) >= batch_size, generator=generator)
+    for cycle in itertools.count():
+        sampler.set_epoch(cycle)
+        yield from batches
 
 
 # ---------------------------------------------------------------------------------------- fit
@@ -248,7 +398,8 @@ def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = No
         persistent_workers: bool = False, drop_last: bool = True, device: str | torch.device = "cpu",
         amp: bool = False, deterministic: bool = False, layout: str | Layout | None = None, norm: str | None = None,
         val_every: int = 1, progress: bool = True, config: Mapping[str, Any] | None = None,
-        frozen_batchnorm: bool = False, loss: Task | None = None) -> History:
+        frozen_batchnorm: bool = False, loss: Task | None = None, step: Step | None = None,
+        records_per_epoch: int = 1) -> History:
     """Train ``detector``'s network in place on ``train_data`` for ``epochs`` epochs; return the history.
 
     Args:
@@ -275,12 +426,17 @@ def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = No
             divides by sqrt(eps).
         loss: a task whose ``loss`` is minimised instead of the detector's own (e.g. the curriculum
             loss of PIPNet's self-training); validation still decodes with the detector's task.
+        step: what to do with one batch (default :class:`Step`: the loss, backward, one step of
+            Adam); see "Other updates" in the module text.
+        records_per_epoch: history records per epoch (more than one: loss curves of short runs).
 
     Raises:
         FloatingPointError: a loss component became NaN or infinite.
         ValueError: the checkpoint in ``checkpoint_dir`` was made with other settings.
     """
     model, task = detector.model, loss if loss is not None else detector.task
+    if records_per_epoch < 1:
+        raise ValueError(f"records_per_epoch must be >= 1, got {records_per_epoch}")
     process, device, started_group = _start_process_group(device)
     previous_determinism = (torch.are_deterministic_algorithms_enabled(),
                             torch.is_deterministic_algorithms_warn_only_enabled())
@@ -293,8 +449,12 @@ def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = No
                         model=type(model).__name__, task=type(task).__name__, num_workers=num_workers,
                         persistent_workers=persistent_workers, device=str(device), amp=amp,
                         deterministic=deterministic, val_every=val_every, frozen_batchnorm=frozen_batchnorm,
-                        user=normalise_config(config))
-        return _fit(detector, task, train_data, val_data, settings, process, device,
+                        records_per_epoch=records_per_epoch, user=normalise_config(config))
+        if step is not None:
+            settings["step"] = normalise_config({"class": f"{type(step).__module__}:{type(step).__qualname__}",
+                                                 **step.config()})
+        return _fit(detector, task, step if step is not None else Step(), train_data, val_data, settings, process,
+                    device,
                     checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None, resume=resume,
                     layout=layout, norm=norm, progress=progress)
     finally:
@@ -303,7 +463,8 @@ def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = No
             dist.destroy_process_group()
 
 
-def _fit(detector: "Detector", task: Task, train_data: Dataset, val_data: Dataset | None, settings: dict[str, Any],
+def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, val_data: Dataset | None,
+         settings: dict[str, Any],
          process: _Process, device: torch.device, *, checkpoint_dir: Path | None, resume: bool,
          layout: str | Layout | None, norm: str | None, progress: bool) -> History:
     s, model = settings, detector.model
@@ -314,10 +475,12 @@ def _fit(detector: "Detector", task: Task, train_data: Dataset, val_data: Datase
 
     model.to(device)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=s["lr"], weight_decay=s["weight_decay"])
+    optimizer = update.optimizer(parameters, s["lr"], s["weight_decay"])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=s["decay_epochs"], gamma=s["decay"])
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     history, start_epoch, step = History(), 0, 0
+    context = StepContext(model, model, task, optimizer, scaler, device, use_amp, process)
+    update.bind(context)
 
     path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.exists():
@@ -334,6 +497,7 @@ def _fit(detector: "Detector", task: Task, train_data: Dataset, val_data: Datase
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
+            update.load_state_dict(state.get("update_step") or {})
             history, start_epoch, step = History.from_dict(state["history"]), state["epoch"], state["step"]
         elif process.main:
             warnings.warn(f"resume=False: {path} will be overwritten by a new run", stacklevel=3)
@@ -341,13 +505,15 @@ def _fit(detector: "Detector", task: Task, train_data: Dataset, val_data: Datase
     net = model
     if process.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    context.net = net
     sampler = DistributedSampler(train_data, num_replicas=process.world_size, rank=process.rank, shuffle=True,
                                  seed=s["seed"])
     generator = torch.Generator()
     batches = make_loader(train_data, s["batch_size"], sampler=sampler, num_workers=s["num_workers"],
                      persistent_workers=s["persistent_workers"], pin_memory=device.type == "cuda",
                      drop_last=s["drop_last"], generator=generator)
-    steps = len(batches)
+    steps = context.steps = len(batches)
+    extra_data = update.extra_data if update.extra_data is not None and len(update.extra_data) > 0 else None
     if steps == 0:
         raise ValueError(f"no training batch: {len(sampler)} samples per process, batch_size={s['batch_size']}, "
                          f"drop_last={s['drop_last']}")
@@ -360,74 +526,100 @@ def _fit(detector: "Detector", task: Task, train_data: Dataset, val_data: Datase
             seed_everything(_epoch_seed(s["seed"], epoch, process.rank))
             generator.manual_seed(_epoch_seed(s["seed"], epoch, process.rank))
             sampler.set_epoch(epoch)
-            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-            record.update(_train_epoch(net, task, batches, optimizer, scaler, device, use_amp, process, epoch, bar,
-                                       frozen_batchnorm=s.get("frozen_batchnorm", False)))
+            context.epoch = epoch
+            extra = None if extra_data is None else _extra_batches(
+                extra_data, s["batch_size"], s["seed"], epoch, process, s["num_workers"], device.type == "cuda")
+            lr = optimizer.param_groups[0]["lr"]
+            try:
+                parts = _train_epoch(context, update, batches, extra, bar, s.get("frozen_batchnorm", False),
+                                     s.get("records_per_epoch", 1))
+            finally:
+                if extra is not None:
+                    extra.close()
+            update.end_epoch(context)
             step += steps
             scheduler.step()
             if process.distributed:  # every rank ends the epoch with rank 0's buffers (batch-norm statistics)
                 for buffer in model.buffers():
                     dist.broadcast(buffer, src=0)
             last = epoch + 1 == s["epochs"]
+            records = [{"epoch": epoch + 1 if len(parts) == 1 and fraction == 1 else epoch + fraction, "lr": lr, **part}
+                       for fraction, part in parts]
             if val_data is not None and ((epoch + 1) % s["val_every"] == 0 or last):
-                record.update(_validate(detector, val_data, val_layout, norm, s, process))
-            history.append(record)
+                records[-1].update(_validate(detector, val_data, val_layout, norm, s, process))
+            for record in records:
+                history.append(record)
             if path is not None and process.main:
                 atomic_save({"format": FORMAT, "kind": "training", "epoch": epoch + 1, "step": step,
                              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                             "rng": _rng_states(), "history": history.to_dict(), "config": s, **provenance()}, path)
+                             "update_step": update.state_dict(), "rng": _rng_states(), "history": history.to_dict(),
+                             "config": s, **provenance()}, path)
             if process.distributed:
                 dist.barrier()
             if progress and process.main:
-                bar.write(_summary_line(record, s["epochs"]))
+                for record in records:
+                    bar.write(_summary_line(record, s["epochs"]))
     finally:
         bar.close()
     return history
 
 
-def _train_epoch(net: nn.Module, task: Task, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, device: torch.device, use_amp: bool, process: _Process, epoch: int,
-                 bar, frozen_batchnorm: bool = False) -> dict[str, float]:
-    """One pass over ``loader``; the record's loss means, times and throughput (over all processes)."""
+def _train_epoch(context: StepContext, update: Step, loader: DataLoader, extra: Iterator[dict[str, Any]] | None,
+                 bar, frozen_batchnorm: bool = False, parts: int = 1) -> list[tuple[float, dict[str, float]]]:
+    """One pass over ``loader``; for each of ``parts`` consecutive parts of it, the fraction of the
+    epoch done at its end and its record: value means, times and throughput (over all processes)."""
+    net, process = context.net, context.process
     net.train()
     if frozen_batchnorm:
         for module in net.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
+    update.start_epoch(context)
+    steps = len(loader)
+    marks = {round(steps * (k + 1) / parts) for k in range(parts)}
+    results: list[tuple[float, dict[str, float]]] = []
     sums: dict[str, float] = {}
-    images, data_seconds, steps = 0, 0.0, len(loader)
+    images, data_seconds = 0, 0.0
     start = waiting = time.perf_counter()
     for index, batch in enumerate(loader):
+        extra_batch = next(extra) if extra is not None else None
         data_seconds += time.perf_counter() - waiting
-        batch = to_device(batch, device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            outputs = net(batch["image"])
-        if use_amp:
-            outputs = {key: value.float() for key, value in outputs.items()}
-        losses = task.loss(outputs, batch)
-        values = _check_losses(losses, epoch, index, steps)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["total"]).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        batch = to_device(batch, context.device)
+        if extra_batch is not None:
+            extra_batch = to_device(extra_batch, context.device)
+        context.index = index
+        values = update.update(context, batch, extra_batch)
+        if "loss_total" not in values:
+            raise KeyError(f"{type(update).__name__}.update returned {sorted(values)}; it must contain 'loss_total'")
         count = len(batch["image"])
         images += count
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value * count
         bar.update()
-        bar.set_postfix(loss=f"{values['total']:.4g}", refresh=False)
+        bar.set_postfix(loss=f"{values['loss_total']:.4g}", refresh=False)
+        if index + 1 in marks:
+            results.append(((index + 1) / steps, _part_record(sums, images, time.perf_counter() - start,
+                                                              data_seconds, context)))
+            sums, images, data_seconds = {}, 0, 0.0
+            start = time.perf_counter()
         waiting = time.perf_counter()
-    seconds = time.perf_counter() - start
+    return results
+
+
+def _part_record(sums: Mapping[str, float], images: int, seconds: float, data_seconds: float,
+                 context: StepContext) -> dict[str, float]:
+    """Means of the summed values over the images of one part of an epoch, with its times (summed
+    over processes; the times are the mean per process)."""
     names = list(sums)
     totals = torch.tensor([sums[name] for name in names] + [images, seconds, data_seconds], dtype=torch.float64)
-    if process.distributed:
-        totals = totals.to(device)
+    if context.process.distributed:
+        totals = totals.to(context.device)
         dist.all_reduce(totals)
         totals = totals.cpu()
-        totals[-2:] /= process.world_size  # mean time per process
+        totals[-2:] /= context.process.world_size  # mean time per process
     images, seconds, data_seconds = totals[-3:].tolist()
-    record = {f"loss_{name}": value / images for name, value in zip(names, totals.tolist())}
+    record = {name: value / images for name, value in zip(names, totals.tolist())}
     record.update(seconds=seconds, data_seconds=data_seconds, images_per_s=images / seconds)
     return record
 
@@ -445,7 +637,7 @@ def _validate(detector: "Detector", data: Dataset, layout: Layout, norm: str | N
 
 
 def _summary_line(record: Mapping[str, float], epochs: int) -> str:
-    parts = [f"epoch {int(record['epoch'])}/{epochs}", f"loss {record['loss_total']:.4g}"]
+    parts = [f"epoch {record['epoch']:g}/{epochs}", f"loss {record['loss_total']:.4g}"]
     if "val_nme" in record:
         parts.append(f"val NME {100 * record['val_nme']:.2f}% FR {100 * record['val_fr']:.1f}% "
                      f"AUC {record['val_auc']:.3f}")
