@@ -118,7 +118,7 @@ def training_landmarks(data: Dataset, limit: int = 2000) -> torch.Tensor:
 
 
 def fit_schedule(profile: Profile) -> dict[str, Any]:
-    """The profile's training schedule as keyword arguments of :func:`landmarks.train.fit`."""
+    """The profile's training schedule as keyword arguments of :func:`landmarks.training.loop.fit`."""
     return dict(epochs=profile.epochs, batch_size=profile.batch_size, lr=profile.learning_rate,
                 decay_epochs=profile.decay_epochs, decay=profile.decay, num_workers=profile.num_workers)
 

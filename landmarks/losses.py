@@ -53,7 +53,7 @@ def pip_loss(outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], alpha
       when only one side has them);
     - ``total = alpha * score + beta * (offset + neighbour)``.
 
-    Targets are the dict of :func:`landmarks.pip.pip_targets`; the offset targets are read from
+    Targets are the dict of :func:`landmarks.codecs.pip.pip_targets`; the offset targets are read from
     its maps at the same cells. Returns ``{"score", "offset", "neighbour", "total"}`` (scalars).
     """
     score, target_score = outputs["score"], targets["score"]
@@ -137,7 +137,7 @@ def iod_normalised_l2(pred: Tensor, target: Tensor, layout: str | Layout, square
 # ------------------------------------------------------------------ softargmax and KL losses (LaplaceKL)
 # The LaplaceKL paper (Robinson et al., Sect. 3.1, eq. 2-3 and 5-7; equations lost in our text copy).
 # Every loss below reads raw maps (B, N, h, w), turns them into probability maps with a temperature
-# (landmarks.ops.spatial_softmax) and works in image pixels; the map stride is ``stride``.
+# (landmarks.codecs.softargmax.spatial_softmax) and works in image pixels; the map stride is ``stride``.
 
 def softargmax_loss(logits: Tensor, landmarks: Tensor, stride: float = 1.0, temperature: float = 1.0,
                     norm: str = "l1") -> Tensor:
@@ -210,7 +210,7 @@ def laplace_kl(logits: Tensor, landmarks: Tensor, gt_scale: float = 1.0, stride:
 
     Ground truth: ``Laplace(label, gt_scale)`` per axis (``gt_scale`` in image pixels, a
     hyper-parameter). Prediction: ``Laplace(mu, b)`` with ``mu`` the softargmax of the map and ``b``
-    its measured mean absolute deviation per axis (:func:`landmarks.ops.mean_absolute_deviation`),
+    its measured mean absolute deviation per axis (:func:`landmarks.codecs.softargmax.mean_absolute_deviation`),
     floored at ``min_scale`` pixels so a collapsed (one-hot) map gives a finite loss. Zero exactly
     when the softargmax is the label and the measured scale equals ``gt_scale``.
     """

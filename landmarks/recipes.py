@@ -144,7 +144,7 @@ def cook(made: Recipe, profile: Profile | None = None, *, retrain: bool = False,
 
     New models are stored in half precision (:func:`round_to_half`). Returns the model (float32,
     evaluation mode) and its record: ``"metrics"``, ``"history"`` (a
-    :class:`~landmarks.train.History`), ``"request"`` and ``"command"``.
+    :class:`~landmarks.training.loop.History`), ``"request"`` and ``"command"``.
     """
     if not retrain:
         try:

@@ -98,7 +98,7 @@ def _run(checkpoint_dir, epochs, unlabelled=5):
     generator, discriminator = Recombinator(3, divisor=16, dropout=0.2), PatchGAN(3, divisor=16, noise=0.1)
     settings = AdversarialSettings(epochs=epochs, batch_size=4, lr=1e-3, d_lr=1e-3, weight=0.5, seed=3,
                                    records_per_epoch=2)
-    history = train_adversarial(_detector(generator), discriminator, _faces(12, 1), _faces(unlabelled, 2), settings,
+    history = train_adversarial(_detector(generator), discriminator, _faces(16, 1), _faces(unlabelled, 2), settings,
                                 progress=False, checkpoint_dir=checkpoint_dir)
     return generator, discriminator, history
 

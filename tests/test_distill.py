@@ -1,4 +1,6 @@
-"""Tests for landmarks.pipnet.distillation: transform ensembles, pseudo-labels, curriculum loss, self-training."""
+"""Tests for chapter 5's pieces: transform ensembles (landmarks.pipnet.ensembles), dataset roles
+(landmarks.data.views), pseudo-labels, the curriculum loss and self-training
+(landmarks.pipnet.distillation), and the TSD / TMD splits (landmarks.book.ch05_distillation)."""
 from __future__ import annotations
 
 import math
@@ -8,38 +10,28 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset, Subset, default_collate
 
-from landmarks.pipnet.distillation import (
-    FLIPS,
-    NONE,
-    ROTATIONS,
-    TRANSLATIONS,
-    CurriculumPIPTask,
+from landmarks.book.ch05_distillation import test_sets, tmd_split, tsd_split
+from landmarks.codecs.pip import pip_targets
+from landmarks.codecs.tasks import PIPTask
+from landmarks.data import transforms as augment
+from landmarks.data.layouts import custom_layout, get_layout
+from landmarks.data.views import Labelled, PseudoLabelled, TestSet, Unlabelled, is_test_set
+from landmarks.detector import Detector, ModelSpec
+from landmarks.losses import pip_loss
+from landmarks.pipnet.distillation import CurriculumPIPTask, coarse_score_loss, pseudo_label, self_train
+from landmarks.pipnet.ensembles import (
     HorizontalFlip,
     Identity,
-    Labelled,
-    PseudoLabelled,
     Rotation,
-    TestSet,
     Translation,
-    Unlabelled,
     ablation_transforms,
-    coarse_score_loss,
     ensemble_predict,
-    is_test_set,
-    pseudo_label,
-    self_train,
-    shift_images,
-    test_sets,
-    tmd_split,
+    flips,
+    no_transforms,
+    rotations,
     translation_offsets,
-    tsd_split,
+    translations,
 )
-from landmarks.experiments import ModelSpec
-from landmarks.data.layouts import custom_layout
-from landmarks.losses import pip_loss
-from landmarks.codecs.pip import pip_targets
-from landmarks.profile import Profile
-from landmarks.codecs.tasks import PIPTask
 
 SIZE = 64
 # Three points: 0 and 1 are a left/right pair (both drawn in channel 0), 2 lies on the axis (channel 1).
@@ -89,19 +81,19 @@ def test_translation_offsets_are_the_papers_eight_shifts_scaled():
 
 def test_integer_shift_copies_pixels_and_fills_with_zeros():
     images = torch.rand(2, 3, 5, 6)
-    out = shift_images(images, [[2, -1], [0, 0]])
-    expected = torch.zeros_like(images[0])
-    expected[:, 0:4, 2:6] = images[0, :, 1:5, 0:4]  # right by 2, up by 1
-    assert torch.equal(out[0], expected)
-    assert torch.equal(out[1], images[1])
-    assert torch.equal(shift_images(images, (10, 0)), torch.zeros_like(images))
+    out = Translation(2, -1).images(images)
+    expected = torch.zeros_like(images)
+    expected[:, :, 0:4, 2:6] = images[:, :, 1:5, 0:4]  # right by 2, up by 1
+    assert torch.equal(out, expected)
+    assert torch.equal(Translation(0, 0).images(images), images)
+    assert torch.equal(Translation(10, 0).images(images), torch.zeros_like(images))
 
 
 @pytest.mark.parametrize("offset", [(3.0, -4.0), (7.5, 0.0), (-2.25, 5.5)])
 def test_a_dot_moves_with_its_landmark(offset):
     images = dot_images(POINTS)
-    moved = shift_images(images, offset)
     shift = Translation(*offset)
+    moved = shift.images(images)
     torch.testing.assert_close(find_dots(moved), shift.points(POINTS, (SIZE, SIZE)), atol=1e-4, rtol=0)
     assert torch.allclose(moved.sum((-1, -2)), images.sum((-1, -2)), atol=1e-5)  # nothing lost in the frame
 
@@ -142,6 +134,42 @@ def test_flip_and_rotation_move_dots_with_landmarks():
                                atol=0.05, rtol=0)
 
 
+# --------------------------------------------------------------------------- one engine with the augmentation
+WARP_SIZE = (40, 48)  # (height, width): not square, not a power of two
+
+
+def _augmented(transform, image, points):
+    """What a landmarks.data.transforms sample transform does to one image and its points."""
+    out = transform({"image": image, "landmarks": points})
+    return out["image"], out["landmarks"]
+
+
+@pytest.mark.parametrize("view, same, whole", [
+    (Translation(6.0, -3.0), lambda s: augment._affine(s, translate=(6.0, -3.0)), True),
+    (Translation(2.5, 1.25), lambda s: augment._affine(s, translate=(2.5, 1.25)), False),
+    (Rotation(17.0), augment.RandomRotate((17.0, 17.0), p=1.0), False),
+    (Rotation(-90.0), augment.RandomRotate((-90.0, -90.0), p=1.0), False),
+    (HorizontalFlip.for_layout("300w"), augment.RandomHorizontalFlip(get_layout("300w"), p=1.0), True),
+])
+def test_the_views_warp_and_move_points_as_the_augmentation_does(view, same, whole):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, *WARP_SIZE, generator=g)
+    points = torch.rand(2, 68, 2, generator=g) * torch.tensor([WARP_SIZE[1], WARP_SIZE[0]], dtype=torch.float32)
+    warped = view.images(images)  # the whole batch at once
+    # Where the augmentation's warp of a white image stays white, every source pixel lies in the frame;
+    # at the border it blends its fill in once more than zero padding does (torchvision's fill=0 mask).
+    inside = _augmented(same, torch.ones(3, *WARP_SIZE), points[0])[0] > 1 - 1e-5
+    for i in range(2):
+        image, moved = _augmented(same, images[i], points[i])
+        torch.testing.assert_close(view.points(points[i], WARP_SIZE), moved, atol=1e-4, rtol=0)
+        if whole:  # whole-pixel shifts and flips: the same image everywhere (the augmentation samples a
+            # whole-pixel shift bilinearly, exact up to float rounding of its grid; the view copies pixels)
+            torch.testing.assert_close(warped[i], image, atol=1e-5, rtol=0)
+        else:
+            assert inside.float().mean() > 0.5
+            torch.testing.assert_close(warped[i][inside], image[inside], atol=1e-5, rtol=0)
+
+
 # --------------------------------------------------------------------------- ensembles
 def test_translation_ensemble_of_an_equivariant_detector_is_its_prediction():
     images = dot_images(POINTS)
@@ -151,7 +179,7 @@ def test_translation_ensemble_of_an_equivariant_detector_is_its_prediction():
         calls.append(batch.shape[0])
         return find_dots(batch)
 
-    transforms = TRANSLATIONS(SIZE)  # 5 and 7.5 px: integer and fractional shifts
+    transforms = translations(SIZE)  # 5 and 7.5 px: integer and fractional shifts
     mean, every = ensemble_predict(predict, images, transforms)
     assert calls == [len(transforms) * 2]  # one batched call for all 8 x 2 copies
     assert every.shape == (8, 2, 3, 2)
@@ -164,10 +192,10 @@ def test_translation_ensemble_of_an_equivariant_detector_is_its_prediction():
 
 
 def test_flip_ensemble_and_ablation_sets():
-    mean, every = ensemble_predict(find_dots, dot_images(POINTS), FLIPS(DOTS))
+    mean, every = ensemble_predict(find_dots, dot_images(POINTS), flips(DOTS))
     assert every.shape[0] == 2
     torch.testing.assert_close(mean, POINTS)
-    assert len(NONE()) == 1 and len(ROTATIONS()) == 4
+    assert len(no_transforms()) == 1 and len(rotations()) == 4
     assert [len(ablation_transforms(n, 128)) for n in ("none", "flip", "rotation", "translation")] == [1, 2, 4, 8]
     with pytest.raises(ValueError):
         ablation_transforms("scaling", 128)
@@ -195,11 +223,24 @@ class PassTask:
         return outputs["points"]
 
 
+def dot_detector() -> Detector:
+    """The equivariant dot finder as a detector (no weights: its network reads the dots directly)."""
+    return Detector(DotModel(), PassTask(), layout=DOTS)
+
+
+def test_a_detector_ensemble_goes_through_the_inference_loop_in_chunks():
+    detector = dot_detector().train()
+    mean, every = ensemble_predict(detector, dot_images(POINTS), translations(SIZE), chunk_size=5)
+    torch.testing.assert_close(mean, POINTS, atol=1e-4, rtol=0)
+    assert every.shape == (8, 2, 3, 2)
+    assert detector.model.training  # evaluation mode only while predicting
+
+
 def test_pseudo_labels_come_from_the_ensemble_and_are_served_flagged():
-    model = DotModel().train()
-    labels = pseudo_label(model, PassTask(), Unlabelled(DotFaces()), TRANSLATIONS(SIZE), batch_size=1)
+    detector = dot_detector().train()
+    labels = pseudo_label(detector, Unlabelled(DotFaces()), translations(SIZE), batch_size=1)
     torch.testing.assert_close(labels, POINTS, atol=1e-4, rtol=0)
-    assert model.training  # mode given back
+    assert detector.model.training  # mode given back
     pseudo = PseudoLabelled(Unlabelled(DotFaces()), labels)
     mixed = ConcatDataset([Labelled(DotFaces()), pseudo])
     batch = default_collate([mixed[i] for i in range(4)])
@@ -214,13 +255,13 @@ def test_test_sets_are_never_pseudo_labelled():
     for data in (test, Subset(test, [0]), ConcatDataset([DotFaces(), test])):
         assert is_test_set(data)
         with pytest.raises(ValueError, match="never made from labelled test images"):
-            pseudo_label(DotModel(), PassTask(), data, NONE())
+            pseudo_label(dot_detector(), data, no_transforms())
     with pytest.raises(ValueError):
         PseudoLabelled(test, POINTS)
     flagged = DotFaces()
     flagged.is_test = True
     with pytest.raises(ValueError):
-        pseudo_label(DotModel(), PassTask(), flagged, NONE())
+        pseudo_label(dot_detector(), flagged, no_transforms())
     assert not is_test_set(DotFaces())
 
 
@@ -287,56 +328,61 @@ def test_tsd_and_tmd_splits():
         tmd_split(["studio"], ["studio"], (3, 2), seed=1)
 
 
+def _tiny(batch_size: int) -> dict:
+    """A one-epoch schedule for the self-training tests (keyword arguments of fit)."""
+    return dict(epochs=1, batch_size=batch_size, lr=1e-3)
+
+
 def test_self_train_two_rounds_with_curriculum():
     labelled, unlabelled = tsd_split("studio", 0.5, 32, seed=3, image_size=64)
-    profile = Profile(name="tiny", image_size=64, width=0.25, train_images=16, test_images=4, epochs=1,
-                      batch_size=8, learning_rate=1e-3)
-    spec = ModelSpec.from_profile(profile, head="pip", net_stride=16, num_neighbours=2)
-    rounds = self_train(spec, labelled, unlabelled, profile, rounds=2, curriculum=True)
+    spec = ModelSpec(head="pip", image_size=64, width=0.25, net_stride=16, num_neighbours=2)
+    rounds = self_train(spec, labelled, unlabelled, schedule=_tiny(8), rounds=2, curriculum=True)
     assert [r.train_size for r in rounds] == [16, 32]
+    assert all(isinstance(r.detector, Detector) for r in rounds)
     assert rounds[0].pseudo_labels is None and rounds[1].pseudo_labels.shape == (16, 68, 2)
-    assert isinstance(rounds[1].task, CurriculumPIPTask) and rounds[1].pools == (2,)
-    _, _, history = rounds[1]
+    assert isinstance(rounds[1].loss, CurriculumPIPTask) and rounds[1].pools == (2,)
+    assert isinstance(rounds[1].detector.task, PIPTask)  # the detector decodes plainly
+    history = rounds[1].history
     assert len(history) == 1 and "loss_coarse" in history[0]
     assert history[0]["images_per_s"] > 0
     with pytest.raises(ValueError):
-        self_train(spec, labelled, TestSet(unlabelled), profile, rounds=1)
+        self_train(spec, labelled, TestSet(unlabelled), schedule=_tiny(8), rounds=1)
 
 
 def test_self_train_without_curriculum_uses_the_plain_task_and_given_transforms():
     labelled, unlabelled = tsd_split("wild", 0.5, 16, seed=4, image_size=32)
-    profile = Profile(name="tiny", image_size=32, width=0.25, train_images=8, test_images=4, epochs=1,
-                      batch_size=4, learning_rate=1e-3)
-    spec = ModelSpec.from_profile(profile, head="pip", net_stride=16, num_neighbours=0)
-    rounds = self_train(spec, labelled, unlabelled, profile, rounds=2, transforms=FLIPS("300w"))
+    spec = ModelSpec(head="pip", image_size=32, width=0.25, net_stride=16, num_neighbours=0)
+    schedule = _tiny(4)
+    rounds = self_train(spec, labelled, unlabelled, schedule=schedule, rounds=2, transforms=flips("300w"))
     assert [r.train_size for r in rounds] == [8, 16]
-    assert isinstance(rounds[1].task, PIPTask) and rounds[1].pools is None
+    assert rounds[1].loss is None and rounds[1].pools is None
+    assert "loss_coarse" not in rounds[1].history[0]
     assert torch.isfinite(rounds[1].pseudo_labels).all()
-    # A shared round-0 model replaces round 0's training and gives the same later rounds.
-    again = self_train(spec, labelled, unlabelled, profile, rounds=2, transforms=FLIPS("300w"),
-                       initial=(rounds[0].model, rounds[0].task))
-    assert again[0].model is rounds[0].model and again[0].history is None
+    # A shared round-0 detector replaces round 0's training and gives the same later rounds.
+    again = self_train(spec, labelled, unlabelled, schedule=schedule, rounds=2, transforms=flips("300w"),
+                       initial=rounds[0].detector)
+    assert again[0].detector is rounds[0].detector and again[0].history is None
     torch.testing.assert_close(again[1].pseudo_labels, rounds[1].pseudo_labels)
-    for (name, a), b in zip(again[1].model.state_dict().items(), rounds[1].model.state_dict().values()):
+    for (name, a), b in zip(again[1].detector.model.state_dict().items(),
+                            rounds[1].detector.model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(ValueError, match="PIP head"):
-        self_train(ModelSpec.from_profile(profile, head="heatmap", net_stride=4), labelled, unlabelled, profile,
-                   curriculum=True)
+        self_train(ModelSpec(head="heatmap", image_size=32, width=0.25, net_stride=4), labelled, unlabelled,
+                   schedule=schedule, curriculum=True)
 
 
 def test_self_train_augments_every_training_sample_but_never_the_images_it_pseudo_labels():
     labelled, unlabelled = tsd_split("studio", 0.5, 16, seed=2, image_size=32)
-    profile = Profile(name="tiny", image_size=32, width=0.25, train_images=8, test_images=4, epochs=1,
-                      batch_size=4, learning_rate=1e-3)
-    spec = ModelSpec.from_profile(profile, head="pip", net_stride=16, num_neighbours=0)
+    spec = ModelSpec(head="pip", image_size=32, width=0.25, net_stride=16, num_neighbours=0)
     seen = []
 
     def augment(sample):
         seen.append(bool(sample.get("pseudo", False)))
         return sample
 
-    rounds = self_train(spec, labelled, unlabelled, profile, rounds=2, transforms=FLIPS("300w"), augment=augment)
+    rounds = self_train(spec, labelled, unlabelled, schedule=_tiny(4), rounds=2, transforms=flips("300w"),
+                        augment=augment)
     # round 0: 8 labelled samples; round 1: 8 labelled + 8 pseudo-labelled; nothing else passes through it
     assert len(seen) == 8 + 16 and sum(seen) == 8
-    plain = self_train(spec, labelled, unlabelled, profile, rounds=2, transforms=FLIPS("300w"))
+    plain = self_train(spec, labelled, unlabelled, schedule=_tiny(4), rounds=2, transforms=flips("300w"))
     torch.testing.assert_close(rounds[1].pseudo_labels, plain[1].pseudo_labels)

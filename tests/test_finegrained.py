@@ -11,7 +11,8 @@ from landmarks.detector import Detector
 from landmarks.evaluation.loop import evaluate
 from landmarks.evaluation.metrics import nme
 from landmarks.finegrained.align_loss import align_loss
-from landmarks.finegrained.stages import PAPER_SCHEME, FineGrainedTask, evaluate_stages, finegrained_detector, stage_table
+from landmarks.finegrained.stages import (PAPER_SCHEME, FineGrainedTask, evaluate_stages, finegrained_detector,
+                                         stage_table)
 from landmarks.losses import iod_normalised_l2
 from landmarks.models.cropnet import FineGrainedNet
 from landmarks.training.loop import fit
@@ -149,3 +150,22 @@ def test_chapter_settings_come_from_the_profile():
         assert (detector.model.grad_features, detector.model.grad_locations) == \
             (variant.grad_features, variant.grad_locations)
         assert STORE[name].settings(PROFILES["full"])["settings"]["epochs"] == full.epochs
+
+
+def test_chapter_training_runs_both_phases_and_scores_every_output():
+    from dataclasses import replace
+
+    from landmarks.book.ch09_cropnet import evaluate, train
+    from landmarks.profile import PROFILES
+
+    tiny = replace(PROFILES["quick"], image_size=64, chapters={"09": dict(
+        train_images=24, test_images=6, epochs=2, smooth_epochs=1, batch_size=12, hidden=8)})
+    trained = train("fg_multiloss", tiny, seed=3, progress=False)
+    assert trained.history.column("epoch") == [1.0, 2.0]          # smoothed epoch 1, resumed unsmoothed epoch 2
+    assert trained.detector.task.smooth, "the detector keeps its task; only the second phase's loss is unsmoothed"
+    metrics = evaluate(trained.detector.eval(), tiny)
+    assert set(metrics) == {"nme", "fr", "auc", "nme/stage0", "nme/stage1", "nme/stage2", "nme/stage3"}
+    assert metrics["nme"] == metrics["nme/stage3"]
+    again = train("fg_multiloss", tiny, seed=3, progress=False)
+    for a, b in zip(trained.detector.model.parameters(), again.detector.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -10,15 +10,10 @@ from landmarks.evaluation.metrics import nme
 from landmarks.models import heatmap_net, pipnet
 from landmarks.models.backbones import ResNetBackbone
 from landmarks.codecs.pip import decode_pip_detailed
-from landmarks.pipnet.position import (
-    BlackFaces,
-    PaddedMaxPool2d,
-    WrappedConvTranspose2d,
-    nme_to_shapes,
-    position_sensitivity,
-    probe,
-    set_padding_mode,
-)
+from landmarks.data.views import BlackFaces
+from landmarks.detector import Detector
+from landmarks.pipnet.padding import PaddedMaxPool2d, WrappedConvTranspose2d, set_padding_mode
+from landmarks.pipnet.position import nme_to_shapes, position_sensitivity, probe
 from landmarks.data.synthetic import SyntheticFaces
 from landmarks.codecs.tasks import CoordinateTask, HeatmapTask, PIPTask
 
@@ -73,7 +68,7 @@ def test_probe_on_fixed_pip_maps_decodes_by_hand_and_reports_mean_peak_score():
     offset_y = torch.full((1, 2, 4, 4), 0.5)
     model = FixedOutputs({"score": score, "offset_x": offset_x, "offset_y": offset_y})
     model.train()
-    result = probe(model, PIPTask(16), torch.rand(5, 3, 64, 64), batch_size=2)
+    result = probe(Detector(model, PIPTask(16)), torch.rand(5, 3, 64, 64), batch_size=2)
     expected = torch.tensor([[(2 + 0.25) * 16, (1 + 0.5) * 16], [(0 + 0.25) * 16, (3 + 0.5) * 16]])
     assert result.kind == "pip" and result.predictions.shape == (5, 2, 2)
     assert torch.allclose(result.predictions, expected.expand(5, 2, 2))
@@ -87,7 +82,7 @@ def test_probe_on_fixed_heatmaps_uses_peak_values():
     heatmaps[0, 0, 2, 5] = 0.8    # both neighbours equal -> no quarter shift
     heatmaps[0, 1, 6, 1] = 0.4
     model = FixedOutputs({"heatmaps": heatmaps})
-    result = probe(model, HeatmapTask(4), torch.rand(3, 3, 32, 32))
+    result = probe(Detector(model, HeatmapTask(4)), torch.rand(3, 3, 32, 32))
     expected = torch.tensor([[(5 + 0.5) * 4, (2 + 0.5) * 4], [(1 + 0.5) * 4, (6 + 0.5) * 4]])
     assert result.kind == "heatmap"
     assert torch.allclose(result.predictions, expected.expand(3, 2, 2))
@@ -100,7 +95,7 @@ def test_probe_on_coordinates_has_nan_response_and_nme_to_the_mean_shape():
     shift = torch.tensor([2.0, 0.0])
     coords = ((mean_shape + shift) / size)[None]
     images = SyntheticFaces("studio", size, length=3)
-    result = probe(FixedOutputs({"coords": coords}), CoordinateTask(), images, mean_shape=mean_shape)
+    result = probe(Detector(FixedOutputs({"coords": coords}), CoordinateTask()), images, mean_shape=mean_shape)
     assert result.kind == "coordinate"
     assert torch.all(torch.isnan(result.response))
     assert torch.allclose(result.predictions, (mean_shape + shift).expand(3, 68, 2), atol=1e-4)
@@ -114,8 +109,8 @@ def test_probe_accepts_a_dataset_like_the_tensor_it_holds():
     images = torch.stack([data[i]["image"] for i in range(3)])
     torch.manual_seed(0)
     model = pipnet(68, width=0.25, net_stride=32, num_neighbours=0)
-    task = PIPTask(32)
-    from_data, from_tensor = probe(model, task, data, batch_size=2), probe(model, task, images)
+    detector = Detector(model, PIPTask(32))
+    from_data, from_tensor = probe(detector, data, batch_size=2), probe(detector, images)
     assert torch.allclose(from_data.predictions, from_tensor.predictions, atol=1e-4)
     assert torch.allclose(from_data.response, from_tensor.response, atol=1e-6)
 
@@ -234,7 +229,7 @@ def _train_on_black(mode, steps=3):
 
 def test_circular_detector_trained_on_black_images_has_flat_maps_and_one_cell():
     model, task, batch = _train_on_black("circular")
-    sensitivity = position_sensitivity(model, 64, task=task)
+    sensitivity = position_sensitivity(Detector(model, task), 64)
     assert sensitivity.period == 1
     assert torch.all(sensitivity.roll_difference < 1e-5) and torch.all(sensitivity.spatial_std < 1e-5)
     with torch.no_grad():
@@ -243,15 +238,15 @@ def test_circular_detector_trained_on_black_images_has_flat_maps_and_one_cell():
 
 
 def test_zero_padded_detector_on_black_images_has_position_dependent_maps():
-    model, _, _ = _train_on_black("zeros")
-    sensitivity = position_sensitivity(model, 64)
+    model, task, _ = _train_on_black("zeros")
+    sensitivity = position_sensitivity(Detector(model, task), 64)
     assert torch.all(sensitivity.roll_difference > 1e-3) and torch.all(sensitivity.spatial_std > 0)
 
 
 def test_position_sensitivity_of_a_coordinate_head_is_nan():
     from landmarks.models import coordinate_net
 
-    result = position_sensitivity(coordinate_net(68, width=0.25), 32, levels=(0.0,), task=CoordinateTask())
+    result = position_sensitivity(Detector(coordinate_net(68, width=0.25), CoordinateTask()), 32, levels=(0.0,))
     assert math.isnan(float(result.roll_difference[0])) and result.predictions.shape == (1, 68, 2)
 
 

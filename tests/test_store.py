@@ -122,3 +122,25 @@ def test_results_round_trip_and_bad_declarations():
         store.add(toy([]))
     with pytest.raises(KeyError, match="toy"):
         store["missing"]
+
+
+def test_make_checkpoints_shards_are_disjoint_and_cover_every_experiment():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_checkpoints.py"
+
+    def listed(*options):
+        out = subprocess.run([sys.executable, str(script), "--list", *options], capture_output=True, text=True,
+                             check=True).stdout
+        return [line.split()[1] for line in out.splitlines() if line.strip()]
+
+    everything = listed()
+    halves = listed("--shard", "1/2"), listed("--shard", "2/2")
+    assert sorted(halves[0] + halves[1]) == sorted(everything) and not set(halves[0]) & set(halves[1])
+    from landmarks.book import STORE
+
+    for name in everything:  # an experiment comes after the ones it starts from
+        assert all(everything.index(required) < everything.index(name) for required in STORE[name].requires
+                   if required in everything), name

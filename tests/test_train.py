@@ -13,7 +13,7 @@ from landmarks.data.layouts import custom_layout  # noqa: E402
 from landmarks.data.synthetic import SyntheticFaces  # noqa: E402
 from landmarks.detector import Detector  # noqa: E402
 from landmarks.evaluation.loop import evaluate  # noqa: E402
-from landmarks.training.loop import CHECKPOINT_NAME, History, fit, loader_throughput  # noqa: E402
+from landmarks.training.loop import CHECKPOINT_NAME, History, Step, fit, loader_throughput  # noqa: E402
 from toy_training import SIZE, ToyFaces, ToyModel, ToyTask  # noqa: E402
 
 TIMING_KEYS = ("seconds", "data_seconds", "images_per_s")
@@ -233,3 +233,64 @@ def test_frozen_batchnorm_keeps_running_statistics_but_trains_the_affine_part(fr
     stats_unchanged = torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
     assert stats_unchanged == frozen
     assert not torch.equal(norm.weight.detach(), before[2])  # the scale is trained either way
+
+
+# ---------------------------------------------------------------------------------------- update steps
+def test_records_per_epoch_split_the_history_not_the_training():
+    whole, _ = train_toy(epochs=2)
+    split, history = train_toy(epochs=2, records_per_epoch=2)  # 4 batches per epoch: 2 records of 2 batches
+    assert_same_weights(whole, split)
+    assert history.column("epoch") == [0.5, 1.0, 1.5, 2.0]
+    assert all(r["images_per_s"] * r["seconds"] == pytest.approx(32) for r in history)
+    assert ["val_nme" in r for r in history] == [False, True, False, True]  # the end of every epoch
+    with pytest.raises(ValueError, match="records_per_epoch"):
+        train_toy(epochs=1, records_per_epoch=0)
+
+
+class CountingStep(Step):
+    """fit's default update, plus a second data stream whose batches it records and a counter kept in
+    checkpoints; its optimiser is SGD."""
+
+    def __init__(self, extra_data):
+        self.extra_data, self.updates, self.seen = extra_data, 0, []
+
+    def optimizer(self, parameters, lr, weight_decay):
+        return torch.optim.SGD(parameters, lr=lr)
+
+    def update(self, context, batch, extra):
+        self.updates += 1
+        self.seen.append((context.epoch, extra["index"].tolist()))
+        return {**super().update(context, batch, extra), "extra_mean": float(extra["image"].mean())}
+
+    def state_dict(self):
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.updates = state["updates"]
+
+    def config(self):
+        return {"extra": len(self.extra_data)}
+
+
+def test_a_custom_step_keeps_seeding_checkpoints_and_exact_resumption(tmp_path):
+    straight_step = CountingStep(ToyFaces(10, seed=5))
+    straight, history = train_toy(tmp_path / "straight", epochs=3, step=straight_step)
+    assert straight_step.updates == 12 and history.column("extra_mean")[0] > 0
+    # batches of 16 from 10 extra samples: whole shuffled passes of 10, a new order every pass ...
+    first_epoch = [indices for epoch, indices in straight_step.seen if epoch == 0]
+    assert all(sorted(indices) == list(range(10)) for indices in first_epoch)
+    assert len({tuple(indices) for indices in first_epoch}) > 1
+    # ... and the same order as any other run's in the same epoch (seeded by seed and epoch only)
+    stopped_step = CountingStep(ToyFaces(10, seed=5))
+    train_toy(tmp_path / "stopped", epochs=1, step=stopped_step)
+    assert stopped_step.seen == straight_step.seen[:4]
+    resumed_step = CountingStep(ToyFaces(10, seed=5))
+    resumed, resumed_history = train_toy(tmp_path / "stopped", epochs=3, step=resumed_step)
+    assert resumed_step.updates == 12 and resumed_step.seen == straight_step.seen[4:]
+    assert_same_weights(straight, resumed)
+    assert without_timings(resumed_history) == without_timings(history)
+    # the default Adam would have given other weights; a step of other settings does not resume
+    adam, _ = train_toy(epochs=3)
+    assert not torch.equal(adam.net[-1].weight, straight.net[-1].weight)
+    with pytest.raises(ValueError, match="step"):
+        train_toy(tmp_path / "stopped", epochs=4, step=CountingStep(ToyFaces(11, seed=5)))

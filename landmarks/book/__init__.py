@@ -7,6 +7,6 @@ on it. See :mod:`landmarks.book.experiments` for the store.
 from landmarks.book.experiments import STORE, book_data, experiment, scores, store_root
 
 # importing a chapter module registers its experiments
-from landmarks.book import ch02_heads, ch04_position, ch05_distillation, ch09_cropnet  # noqa: E402,F401
+from landmarks.book import ch02_heads, ch04_position, ch05_distillation, ch06_heatmap_spread, ch07_adversarial, ch09_cropnet  # noqa: E402,F401,E501
 
 __all__ = ["STORE", "book_data", "experiment", "scores", "store_root"]

@@ -1,42 +1,57 @@
 """Chapter 6 (heatmap spread): Recombinators trained with softargmax, LaplaceKL and GaussianKL.
 
-Every setting of the chapter's stored models comes from :func:`spread_settings`, the one place that
-reads the profile. Recipes (``python scripts/make_checkpoints.py --chapter 06``):
+Every setting of the chapter's stored experiments comes from :func:`spread_settings`
+(:class:`SpreadSettings` with the profile's chapter-6 values). Each experiment is a Recombinator
+({cite:p}`robinson2019laplace`, Table 1) with a :class:`~landmarks.codecs.tasks.SoftargmaxTask`,
+trained with :func:`~landmarks.training.loop.fit` on the book's studio faces and scored on its studio
+test faces by :func:`measure`:
 
-- ``ch06_softargmax``, ``ch06_laplace_kl``, ``ch06_gaussian_kl``: the three losses on the same data,
-  the same network (width divisor ``divisor``) and schedule;
-- ``ch06_size_d<k>``: LaplaceKL at other width divisors (the paper's Table 3);
-- ``ch06_sweep_<name>``: short runs of a narrower network that choose the temperature and the
-  ground-truth scale (the paper's Fig. 4; the values are lost in our text copy).
+- ``ch06_softargmax``, ``ch06_laplace_kl``, ``ch06_gaussian_kl``: the three losses (softargmax + L1,
+  LaplaceKL and GaussianKL, Sect. 3.1 and 3.4) on the same data, the same network (width divisor
+  ``divisor``) and schedule; chapter 7 starts from the first two, so every seed of them is kept;
+- ``ch06_size_d<k>``: LaplaceKL at other width divisors (Table 3); the divisors the quick profile
+  does not train are in chapter ``"06-full"``;
+- ``ch06_sweep_t<100 T>_b<100 b>``: short runs of a narrower network that choose the temperature and
+  the ground-truth scale (Fig. 4; the values are lost in our text copy).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
-from torch import nn
 
-from landmarks.experiments import SyntheticData
-from landmarks.models.recombinator import recombinator
-from landmarks.codecs.softargmax import mean_absolute_deviation, spatial_softmax
-from landmarks.profile import Profile
-from landmarks.recipes import Recipe, register
+from landmarks.book.experiments import experiment
+from landmarks.codecs.softargmax import mean_absolute_deviation
 from landmarks.codecs.tasks import SoftargmaxTask
-from landmarks.training.loop import evaluate, fit
+from landmarks.data.synthetic import SyntheticData
+from landmarks.detector import Detector, architecture, build_network
+from landmarks.evaluation.loop import evaluate, predictions
+from landmarks.models.recombinator import recombinator
+from landmarks.profile import Profile
+from landmarks.store import Trained
+from landmarks.training.loop import fit
 
-__all__ = ["SpreadSettings", "spread_settings", "LOSSES", "measure", "train_data", "test_data", "make_task"]
+__all__ = ["SpreadSettings", "spread_settings", "LOSSES", "LABELS", "measure", "train_data", "test_data",
+           "make_task", "spread_detector", "sweep_name", "sweep_points"]
 
-#: Recipe name -> loss of the task.
+#: Experiment name -> loss of the task.
 LOSSES = {"ch06_softargmax": "softargmax-l1", "ch06_laplace_kl": "laplace-kl", "ch06_gaussian_kl": "gaussian-kl"}
+#: Experiment name -> how the chapter names its loss.
+LABELS = {"ch06_softargmax": "softargmax + L1", "ch06_laplace_kl": "LaplaceKL", "ch06_gaussian_kl": "GaussianKL"}
 
 
 @dataclass(frozen=True)
 class SpreadSettings:
-    """Sizes and schedule of chapter 6 (and the generator that chapter 7 starts from).
+    """Sizes and schedule of chapter 6 (and of the generator that chapter 7 starts from).
 
+    The defaults are the quick profile's CPU-sized runs (a larger step and no dropout, as a few
+    epochs cannot overfit; a small pilot at 800 faces x 4 epochs gave 8.3 % NME with them against
+    9.5 % with lr 1e-3, batch 16 and dropout 0.1). The full profile sets the paper's Adam 1e-3,
+    dropout and 200 epochs at full width ({cite:p}`robinson2019laplace`, Sect. 3.4 and 4).
     ``temperature`` and ``gt_scale`` (pixels) are the values the sweep chose; ``sweep_*`` size the
-    sweep's runs; ``size_divisors`` are the widths trained for the size study.
+    sweep's runs; ``size_divisors`` are the widths trained for the size study. ``seed`` is the seed
+    the stored files were made with (the store trains replicate ``k`` with its own seed ``k``).
     """
 
     image_size: int = 80
@@ -59,14 +74,8 @@ class SpreadSettings:
 
 
 def spread_settings(profile: Profile) -> SpreadSettings:
-    """Quick profile: CPU-sized runs (a larger step and no dropout, as a few epochs cannot overfit; a
-    small pilot at 800 faces x 4 epochs gave 8.3 % NME with them against 9.5 % with lr 1e-3, batch 16
-    and dropout 0.1). Full: the paper's Adam 1e-3, dropout, 200 epochs at full width (Sect. 3.4, 4)."""
-    if profile.name == "quick":
-        return SpreadSettings()
-    return SpreadSettings(train_images=profile.train_images, test_images=profile.test_images, epochs=200,
-                          batch_size=profile.batch_size, lr=1e-3, dropout=0.1, divisor=1, size_divisors=(2, 4, 8, 16), sweep_divisor=4,
-                          sweep_images=profile.train_images, sweep_epochs=20)
+    """The chapter's settings in ``profile`` (its chapter-6 values over the defaults)."""
+    return SpreadSettings(**profile.chapter("06"))
 
 
 def train_data(s: SpreadSettings, images: int | None = None):
@@ -80,63 +89,60 @@ def test_data(s: SpreadSettings, domain: str = "studio"):
 
 
 def make_task(loss: str, s: SpreadSettings) -> SoftargmaxTask:
+    """The softargmax task of ``loss`` with the chapter's temperature and ground-truth scale."""
     return SoftargmaxTask(loss, temperature=s.temperature, gt_scale=s.gt_scale)
 
 
-@torch.no_grad()
-def measure(model: nn.Module, task: SoftargmaxTask, data, batch_size: int = 50) -> dict[str, float]:
+def spread_detector(loss: str, s: SpreadSettings, divisor: int | None = None) -> Detector:
+    """The untrained Recombinator detector (68 maps at stride 1, width divisor ``divisor``)."""
+    record = architecture(recombinator, num_points=68, divisor=s.divisor if divisor is None else divisor,
+                          dropout=s.dropout)
+    return Detector(build_network(record), make_task(loss, s), image_size=s.image_size, layout="300w",
+                    architecture=record)
+
+
+def measure(detector: Detector, data, batch_size: int = 50) -> dict[str, float]:
     """NME / FR / AUC on ``data`` and the mean spread of the predicted maps in pixels.
 
     ``spread_px``: the per-axis mean absolute deviation of the probability maps around their
-    softargmax (:func:`landmarks.ops.mean_absolute_deviation`), averaged over axes, landmarks and
-    images: the "variation from the mean" the paper reports (1.02 vs 2.59 px, Sect. 4.2).
+    softargmax (:func:`landmarks.codecs.softargmax.mean_absolute_deviation`), averaged over axes,
+    landmarks and images: the "variation from the mean" of {cite:p}`robinson2019laplace` (1.02 vs
+    2.59 px, Sect. 4.2). Both go through the one inference loop (:mod:`landmarks.evaluation.loop`).
     """
-    result = evaluate(model, task, data, layout="300w", batch_size=batch_size)
-    model.eval()
-    spreads = []
-    for start in range(0, len(data), batch_size):
-        images = torch.stack([data[i]["image"] for i in range(start, min(start + batch_size, len(data)))])
-        probs = spatial_softmax(model(images)["heatmaps"], task.temperature)
-        spreads.append(mean_absolute_deviation(probs).mean((1, 2)))
+    task = detector.task
+    result = evaluate(detector, data, layout="300w", batch_size=batch_size)
+    spreads = [mean_absolute_deviation(task.probabilities(outputs), stride=task.stride(outputs, batch)).mean((1, 2))
+               for batch, outputs, _ in predictions(detector, data, batch_size, outputs=True)]
     return {"nme": float(result["nme"]), "fr": float(result["fr"]), "auc": float(result["auc"]),
             "spread_px": float(torch.cat(spreads).mean())}
 
 
-def _recipe(name: str, s: SpreadSettings, loss: str, divisor: int, images: int, epochs: int) -> Recipe:
-    task = make_task(loss, s)
-
-    def build() -> nn.Module:
-        torch.manual_seed(s.seed)
-        return recombinator(68, divisor, s.dropout)
-
-    def train(model: nn.Module, progress: bool):
-        torch.set_num_threads(1)
-        return fit(model, task, train_data(s, images), None, epochs=epochs, batch_size=s.batch_size, lr=s.lr,
-                   seed=s.seed, progress=progress)
-
-    request: dict[str, Any] = {"settings": asdict(s), "loss": loss, "divisor": divisor, "images": images,
-                               "epochs": epochs, "temperature": s.temperature, "gt_scale": s.gt_scale}
-    return Recipe(name, request, build, train, lambda model: measure(model, task, test_data(s)), chapter="06",
-                  extra={"loss": loss, "divisor": divisor})
+#: ``configure(profile) -> (settings, divisor, images, epochs)`` of one experiment.
+Configure = Callable[[Profile], tuple[SpreadSettings, int, int, int]]
 
 
-def _register_losses() -> None:
-    for name, loss in LOSSES.items():
-        def factory(profile: Profile, name: str = name, loss: str = loss) -> Recipe:
-            s = spread_settings(profile)
-            return _recipe(name, s, loss, s.divisor, s.train_images, s.epochs)
-        register(name, chapter="06")(factory)
+def _settings(loss: str, s: SpreadSettings, divisor: int, images: int, epochs: int) -> dict[str, Any]:
+    return {"settings": asdict(s), "loss": loss, "divisor": divisor, "images": images, "epochs": epochs,
+            "temperature": s.temperature, "gt_scale": s.gt_scale}
 
 
-def _register_sizes() -> None:
-    for divisor in (1, 2, 4, 8, 16):
-        def factory(profile: Profile, divisor: int = divisor) -> Recipe:
-            s = spread_settings(profile)
-            return _recipe(f"ch06_size_d{divisor}", s, "laplace-kl", divisor, s.train_images, s.epochs)
-        # the quick profile makes only its own divisors; "06-full" marks the others (make them with
-        # ``--chapter 06 06-full`` in the full profile)
-        chapter = "06" if divisor in SpreadSettings().size_divisors else "06-full"
-        register(f"ch06_size_d{divisor}", chapter=chapter)(factory)
+def _train(loss: str, s: SpreadSettings, divisor: int, images: int, epochs: int, seed: int,
+           progress: bool) -> Trained:
+    torch.set_num_threads(1)  # CPU kernels are deterministic for a fixed thread count; the stored runs used one
+    torch.manual_seed(seed)
+    detector = spread_detector(loss, s, divisor)
+    history = fit(detector, train_data(s, images), None, epochs=epochs, batch_size=s.batch_size, lr=s.lr, seed=seed,
+                  progress=progress)
+    return Trained(detector, history)
+
+
+def _register(name: str, chapter: str, loss: str, configure: Configure, label: str, keep: str = "first") -> None:
+    experiment(name, chapter,
+               settings=lambda profile: _settings(loss, *configure(profile)),
+               train=lambda profile, seed, progress: _train(loss, *configure(profile), seed, progress),
+               evaluate=lambda detector, profile: measure(detector, test_data(configure(profile)[0])),
+               build=lambda profile: spread_detector(loss, *configure(profile)[:2]),
+               keep=keep, label=label)
 
 
 def sweep_name(temperature: float, gt_scale: float) -> str:
@@ -150,14 +156,31 @@ def sweep_points(s: SpreadSettings) -> list[tuple[float, float]]:
     return list(dict.fromkeys(points))
 
 
-def _register_sweep() -> None:
-    for t, b in sweep_points(SpreadSettings()):
-        def factory(profile: Profile, t: float = t, b: float = b) -> Recipe:
-            s = replace(spread_settings(profile), temperature=t, gt_scale=b)
-            return _recipe(sweep_name(t, b), s, "laplace-kl", s.sweep_divisor, s.sweep_images, s.sweep_epochs)
-        register(sweep_name(t, b), chapter="06")(factory)
+def _main(profile: Profile) -> tuple[SpreadSettings, int, int, int]:
+    s = spread_settings(profile)
+    return s, s.divisor, s.train_images, s.epochs
 
 
-_register_losses()
-_register_sizes()
-_register_sweep()
+def _size(divisor: int) -> Configure:
+    def configure(profile: Profile) -> tuple[SpreadSettings, int, int, int]:
+        s = spread_settings(profile)
+        return s, divisor, s.train_images, s.epochs
+    return configure
+
+
+def _sweep(temperature: float, gt_scale: float) -> Configure:
+    def configure(profile: Profile) -> tuple[SpreadSettings, int, int, int]:
+        s = replace(spread_settings(profile), temperature=temperature, gt_scale=gt_scale)
+        return s, s.sweep_divisor, s.sweep_images, s.sweep_epochs
+    return configure
+
+
+for _name, _loss in LOSSES.items():  # chapter 7 starts from softargmax and LaplaceKL: keep every seed
+    _register(_name, "06", _loss, _main, LABELS[_name],
+              keep="all" if _name in ("ch06_softargmax", "ch06_laplace_kl") else "first")
+for _divisor in (1, 2, 4, 8, 16):
+    # the quick profile makes only its own divisors; "06-full" marks the others (the full profile's)
+    _register(f"ch06_size_d{_divisor}", "06" if _divisor in SpreadSettings().size_divisors else "06-full",
+              "laplace-kl", _size(_divisor), f"LaplaceKL, width / {_divisor}")
+for _t, _b in sweep_points(SpreadSettings()):
+    _register(sweep_name(_t, _b), "06", "laplace-kl", _sweep(_t, _b), f"LaplaceKL, T = {_t:g}, b0 = {_b:g} px")

@@ -1,49 +1,51 @@
 """Chapter 7 (adversarial training with unlabelled faces): stored generator + discriminator pairs.
 
-Every run starts from a chapter-6 generator (softargmax or LaplaceKL, see
+Every run starts from a chapter-6 generator of the same seed (softargmax or LaplaceKL, see
 :mod:`landmarks.book.ch06_heatmap_spread`) and trains it ``epochs`` more passes over the same
-labelled studio faces, with or without the adversarial branch of :mod:`landmarks.laplacekl.adversarial`:
+labelled studio faces, with or without the adversarial branch of
+{cite:p}`robinson2019laplace` (Sect. 3.2-3.3, :mod:`landmarks.laplacekl.adversarial`):
 
-- ``ch07_<loss>_sup``: supervised only (the control: the same extra training without ``D``);
+- ``ch07_<loss>_sup``: supervised only (the control: the same extra training with weight 0, so
+  ``D`` never acts on ``G``);
 - ``ch07_<loss>_u<K>``: adversarial with ``K`` unlabelled faces of another domain (the paper's
-  D(10K) ... D(70K) columns, scaled down);
-- ``ch07_weight_<w>``: the sweep that chose the adversarial weight (lost in our text copy).
+  D(10K) ... D(70K) columns of Table 2, scaled down); the pools of the full profile are in chapter
+  ``"07-full"``;
+- ``ch07_weight_<1000 w>``: the sweep that chose the adversarial weight (lost in our text copy).
 
-Settings come from :func:`adversarial_settings`, the one place that reads the profile.
+The stored detector's network is the :class:`~landmarks.laplacekl.adversarial.AdversarialPair`
+(its forward is the generator's), so the discriminator is stored with it. Settings come from
+:func:`adversarial_settings` (:class:`AdversarialChapterSettings` with the profile's chapter-7
+values) and :func:`~landmarks.book.ch06_heatmap_spread.spread_settings`. Metrics: :func:`measure`
+on the studio test faces (``nme``, ``fr``, ``auc``, ``spread_px``) and on the unlabelled domain's
+(``nme/wild``, ...).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
-from torch import nn
 
-from landmarks.laplacekl.adversarial import AdversarialPair, AdversarialSettings, train_adversarial
-from landmarks.experiments import SyntheticData
-from landmarks.models.patchgan import PatchGAN
-from landmarks.models.recombinator import recombinator
-from landmarks.profile import Profile
-from landmarks.recipes import Recipe, cook, recipe, register
-from landmarks.book.ch06_heatmap_spread import (
-    SpreadSettings,
-    make_task,
-    measure,
-    spread_settings,
-    test_data,
-    train_data,
-)
+from landmarks.book.ch06_heatmap_spread import make_task, measure, spread_settings, test_data, train_data
+from landmarks.book.experiments import STORE, experiment
+from landmarks.data.synthetic import SyntheticData
+from landmarks.detector import Detector, architecture, build_network
+from landmarks.laplacekl.adversarial import AdversarialSettings, adversarial_pair, train_adversarial
+from landmarks.profile import PROFILES, Profile
+from landmarks.store import Trained
 
-__all__ = ["AdversarialChapterSettings", "adversarial_settings", "run_name", "weight_name"]
+__all__ = ["AdversarialChapterSettings", "adversarial_settings", "run_name", "weight_name", "start_name",
+           "pair_detector", "evaluate_pair"]
 
 
 @dataclass(frozen=True)
 class AdversarialChapterSettings:
     """Unlabelled pool sizes, the unlabelled domain, the adversarial schedule and the weight sweep.
 
-    ``d_lr``: with one epoch (100 steps) a discriminator at Adam 2e-4 stayed at chance (P(real)
-    0.53 on real and 0.48 on fake pairs at the end) and every run matched its control to 0.01 %
-    NME; 2e-3 lets it learn within the epoch.
+    Defaults: the quick profile's one extra epoch on the CPU; the full profile sets the paper's
+    D(10K)-D(70K) pools and 200 epochs in all. ``d_lr``: with one epoch (100 steps) a discriminator
+    at Adam 2e-4 stayed at chance (P(real) 0.53 on real and 0.48 on fake pairs at the end) and every
+    run matched its control to 0.01 % NME; 2e-3 lets it learn within the epoch.
     """
 
     unlabelled_domain: str = "wild"
@@ -60,11 +62,8 @@ class AdversarialChapterSettings:
 
 
 def adversarial_settings(profile: Profile) -> AdversarialChapterSettings:
-    """Quick profile: one extra epoch on CPU. Full: the paper's D(10K)-D(70K) pools, 200 epochs in all."""
-    if profile.name == "quick":
-        return AdversarialChapterSettings()
-    return AdversarialChapterSettings(unlabelled_counts=(10_000, 30_000, 50_000, 70_000), epochs=100, d_divisor=1,
-                                      sweep_unlabelled=10_000, records_per_epoch=1)
+    """The chapter's settings in ``profile`` (its chapter-7 values over the defaults)."""
+    return AdversarialChapterSettings(**profile.chapter("07"))
 
 
 def run_name(loss: str, unlabelled: int | None) -> str:
@@ -77,61 +76,83 @@ def weight_name(weight: float) -> str:
     return f"ch07_weight_{round(1000 * weight):04d}"
 
 
-def _start(loss: str) -> str:
+def start_name(loss: str) -> str:
+    """The chapter-6 experiment a run of ``loss`` starts from."""
     return "ch06_laplace_kl" if loss == "laplace-kl" else "ch06_softargmax"
 
 
-def _recipe(name: str, profile: Profile, loss: str, unlabelled: int | None, weight: float) -> Recipe:
-    s: SpreadSettings = spread_settings(profile)
-    a = adversarial_settings(profile)
-    task = make_task(loss, s)
-
-    def build() -> nn.Module:
-        torch.manual_seed(a.seed)
-        return AdversarialPair(recombinator(68, s.divisor, s.dropout), PatchGAN(68, a.d_divisor, a.noise))
-
-    def train(pair: nn.Module, progress: bool):
-        torch.set_num_threads(1)
-        start, _ = cook(recipe(_start(loss), profile), profile, progress=progress)
-        pair.generator.load_state_dict(start.state_dict())
-        pool = SyntheticData(a.unlabelled_domain, unlabelled, seed=300).build(s.image_size) if unlabelled else None
-        # the control (unlabelled None): the same extra epochs with weight 0, so D never acts on G
-        schedule = AdversarialSettings(epochs=a.epochs, batch_size=s.batch_size, lr=s.lr, d_lr=a.d_lr,
-                                       weight=0.0 if unlabelled is None else weight, seed=a.seed,
-                                       records_per_epoch=a.records_per_epoch)
-        return train_adversarial(pair.generator, pair.discriminator, task, train_data(s), pool, schedule,
-                                 progress=progress)
-
-    def evaluate(pair: nn.Module) -> dict[str, float]:
-        studio = measure(pair, task, test_data(s, "studio"))
-        other = measure(pair, task, test_data(s, a.unlabelled_domain))
-        return {**studio, **{f"{a.unlabelled_domain}_{k}": v for k, v in other.items()}}
-
-    request: dict[str, Any] = {"spread": asdict(s), "adversarial": asdict(a), "loss": loss,
-                               "unlabelled": unlabelled, "weight": weight, "start": _start(loss)}
-    return Recipe(name, request, build, train, evaluate, chapter="07",
-                  extra={"loss": loss, "unlabelled": unlabelled, "weight": weight})
+def pair_detector(loss: str, profile: Profile) -> Detector:
+    """The untrained detector of a run: an AdversarialPair of the chapter-6 generator's width and a
+    PatchGAN, with the softargmax task of ``loss``."""
+    s, a = spread_settings(profile), adversarial_settings(profile)
+    record = architecture(adversarial_pair, num_points=68, divisor=s.divisor, dropout=s.dropout,
+                          d_divisor=a.d_divisor, noise=a.noise)
+    return Detector(build_network(record), make_task(loss, s), image_size=s.image_size, layout="300w",
+                    architecture=record)
 
 
-def _register() -> None:
+def evaluate_pair(detector: Detector, profile: Profile) -> dict[str, float]:
+    """:func:`measure` on the studio test faces and, suffixed ``/<domain>``, on the unlabelled domain's."""
+    s, a = spread_settings(profile), adversarial_settings(profile)
+    studio = measure(detector, test_data(s, "studio"))
+    other = measure(detector, test_data(s, a.unlabelled_domain))
+    return {**studio, **{f"{key}/{a.unlabelled_domain}": value for key, value in other.items()}}
+
+
+def _settings(profile: Profile, loss: str, unlabelled: int | None, weight: float) -> dict[str, Any]:
+    return {"spread": asdict(spread_settings(profile)), "adversarial": asdict(adversarial_settings(profile)),
+            "loss": loss, "unlabelled": unlabelled, "weight": weight, "start": start_name(loss)}
+
+
+def _train(profile: Profile, seed: int, progress: bool, loss: str, unlabelled: int | None, weight: float) -> Trained:
+    torch.set_num_threads(1)  # CPU kernels are deterministic for a fixed thread count; the stored runs used one
+    s, a = spread_settings(profile), adversarial_settings(profile)
+    torch.manual_seed(seed)
+    detector = pair_detector(loss, profile)
+    pair = detector.model
+    start = STORE.model(start_name(loss), seed=seed, profile=profile, progress=progress).detector
+    pair.generator.load_state_dict(start.model.state_dict())
+    pool = SyntheticData(a.unlabelled_domain, unlabelled, seed=300).build(s.image_size) if unlabelled else None
+    # the control (unlabelled None): the same extra epochs with weight 0, so D never acts on G
+    schedule = AdversarialSettings(epochs=a.epochs, batch_size=s.batch_size, lr=s.lr, d_lr=a.d_lr,
+                                   weight=0.0 if unlabelled is None else weight, seed=seed,
+                                   records_per_epoch=a.records_per_epoch)
+    generator = Detector(pair.generator, detector.task, image_size=s.image_size, layout="300w")
+    history = train_adversarial(generator, pair.discriminator, train_data(s), pool, schedule, progress=progress)
+    return Trained(detector, history)
+
+
+def _register(name: str, chapter: str, loss: str, unlabelled_of: Callable[[Profile], int | None],
+              weight_of: Callable[[Profile], float], label: str) -> None:
+    """One run; ``unlabelled_of(profile)`` is its pool size (``None``: the control) and
+    ``weight_of(profile)`` its adversarial weight."""
+    experiment(name, chapter,
+               settings=lambda profile: _settings(profile, loss, unlabelled_of(profile), weight_of(profile)),
+               train=lambda profile, seed, progress: _train(profile, seed, progress, loss, unlabelled_of(profile),
+                                                            weight_of(profile)),
+               evaluate=evaluate_pair, build=lambda profile: pair_detector(loss, profile),
+               requires=(start_name(loss),), label=label)
+
+
+def _register_all() -> None:
     defaults = AdversarialChapterSettings()
-    for loss in ("laplace-kl", "softargmax-l1"):
-        for count in (None, *defaults.unlabelled_counts):
-            if loss != "laplace-kl" and count not in (None, max(defaults.unlabelled_counts)):
+    pools = list(dict.fromkeys(c for p in (defaults, *map(adversarial_settings, PROFILES.values()))
+                               for c in p.unlabelled_counts))
+    largest = {max(adversarial_settings(p).unlabelled_counts) for p in PROFILES.values()}
+    chosen_weight = lambda profile: adversarial_settings(profile).weight  # noqa: E731
+    for loss, short in (("laplace-kl", "LaplaceKL"), ("softargmax-l1", "softargmax")):
+        for count in (None, *pools):
+            if loss != "laplace-kl" and count is not None and count not in largest:
                 continue  # softargmax: only the control and the largest pool
-            name = run_name(loss, count)
-
-            def factory(profile: Profile, loss: str = loss, count: int | None = count, name: str = name) -> Recipe:
-                return _recipe(name, profile, loss, count, adversarial_settings(profile).weight)
-            register(name, chapter="07")(factory)
+            # the quick profile makes only its own pools; "07-full" marks the others (the full profile's)
+            chapter = "07" if count is None or count in defaults.unlabelled_counts else "07-full"
+            label = f"{short}, {'no unlabelled faces' if count is None else f'{count} unlabelled faces'}"
+            _register(run_name(loss, count), chapter, loss, lambda profile, c=count: c, chosen_weight, label)
     for weight in defaults.sweep_weights:
         if weight == defaults.weight:
             continue  # that point is ch07_laplace_u<sweep_unlabelled>
-        name = weight_name(weight)
-
-        def factory(profile: Profile, weight: float = weight, name: str = name) -> Recipe:
-            return _recipe(name, profile, "laplace-kl", adversarial_settings(profile).sweep_unlabelled, weight)
-        register(name, chapter="07")(factory)
+        _register(weight_name(weight), "07", "laplace-kl", lambda profile: adversarial_settings(profile).sweep_unlabelled,
+                  lambda profile, w=weight: w, f"LaplaceKL, weight {weight:g}")
 
 
-_register()
+_register_all()

@@ -62,3 +62,14 @@ def pixel_centres(height: int, width: int, dtype: torch.dtype = torch.float32) -
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a ``2 x 3`` affine map ``x -> A x + t`` to ``(..., 2)`` points (float64)."""
     return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
+
+
+def bounding_boxes(points: ArrayLike) -> ArrayLike:
+    """The tight ``(..., 4)`` boxes ``(x0, y0, x1, y1)`` around ``(..., N, 2)`` points.
+
+    The one "box around landmarks" of the library, for NumPy arrays and tensors alike (the result
+    has the input's type)."""
+    if isinstance(points, torch.Tensor):
+        return torch.cat([points.amin(-2), points.amax(-2)], -1)
+    points = np.asarray(points)
+    return np.concatenate([points.min(axis=-2), points.max(axis=-2)], axis=-1)

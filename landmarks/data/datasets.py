@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from landmarks.data.coords import apply_affine, from_one_based
+from landmarks.data.coords import apply_affine, bounding_boxes, from_one_based
 from landmarks.data.formats import (WFLW_ATTRIBUTES, PathLike, read_aflw_mat, read_cofw_mat, read_pts,
                       read_wflw_list)
 from landmarks.data.layouts import AFLW, COFW, W300, WFLW, Layout, get_layout
@@ -69,7 +69,7 @@ def crop_box(points_or_box: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """
     data = np.asarray(points_or_box, dtype=np.float64)
     if data.shape[-1] == 2 and data.ndim >= 2:
-        data = np.concatenate([data.min(axis=-2), data.max(axis=-2)], axis=-1)
+        data = bounding_boxes(data)
     elif data.shape[-1] != 4:
         raise ValueError(f"crop_box: expected (..., N, 2) points or (..., 4) boxes, got {data.shape}")
     centre = (data[..., :2] + data[..., 2:]) / 2
@@ -132,7 +132,7 @@ class LandmarkDataset(Dataset):
             RGB arrays held in memory; both may be mixed.
         landmarks: ``(K, N, 2)`` array (or K arrays ``(N, 2)``) in the convention of
             :mod:`landmarks.data.coords`; N must match ``layout``; NaN is refused.
-        layout: a :class:`~landmarks.layouts.Layout` or its name.
+        layout: a :class:`~landmarks.data.layouts.Layout` or its name.
         boxes: ``(K, 4)`` face boxes ``x0, y0, x1, y1`` (e.g. the dataset's detector boxes); by
             default the landmarks' bounding boxes. Returned (mapped) as the sample's ``box``.
         size: side of the square crop in pixels.
@@ -152,7 +152,7 @@ class LandmarkDataset(Dataset):
         count = len(self.images)
         self.names = list(names) if names is not None else [_default_name(im, k) for k, im in enumerate(self.images)]
         self.landmarks = _checked_landmarks(landmarks, self.layout, self.names, count)
-        self.boxes = _bounding(self.landmarks) if boxes is None else _checked_array(boxes, (count, 4), "boxes")
+        self.boxes = bounding_boxes(self.landmarks) if boxes is None else _checked_array(boxes, (count, 4), "boxes")
         shape = (count, self.layout.num_points)
         self.visible = (np.ones(shape, bool) if visible is None
                         else _checked_array(visible, shape, "visible").astype(bool))
@@ -197,10 +197,6 @@ class LandmarkDataset(Dataset):
 
 def _default_name(source: ImageSource, index: int) -> str:
     return f"item {index}" if isinstance(source, np.ndarray) else str(source)
-
-
-def _bounding(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([points.min(axis=-2), points.max(axis=-2)], axis=-1)
 
 
 def _checked_landmarks(landmarks, layout: Layout, names: list[str], count: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from landmarks.data.coords import bounding_boxes
 from landmarks.data.layouts import Layout
 
 NORMS = ("inter-ocular", "inter-pupil", "box-size", "box-diagonal")
@@ -43,8 +44,7 @@ def _check(points: Tensor, layout: Layout, source: str) -> None:
 
 def landmark_boxes(landmarks: Tensor) -> Tensor:
     """The tight ``(B, 4)`` xyxy box around each face's landmarks."""
-    points = _batched(landmarks)
-    return torch.cat([points.amin(-2), points.amax(-2)], -1)
+    return bounding_boxes(_batched(landmarks))
 
 
 def _box_distance(boxes: Tensor | None, batch: int, norm: str) -> Tensor:

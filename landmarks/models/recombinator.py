@@ -11,7 +11,7 @@ x2 upsampling, concatenation with the skip branch of that resolution (``128 / d`
 convolution ``128 / d -> 128 / d``, LeakyReLU, dropout: 5 -> 10 -> 20 -> 40 -> 80.
 
 Output (row 14): 1x1 convolution to ``N`` maps, no activation (raw logits, read by
-:class:`landmarks.tasks.SoftargmaxTask`). The paper applies LeakyReLU "on all but the last
+:class:`landmarks.codecs.tasks.SoftargmaxTask`). The paper applies LeakyReLU "on all but the last
 convolution layer" and dropout "after all but the first and last activation"; we follow the text
 where it and the table disagree. The dropout rate is not given; we use 0.1.
 

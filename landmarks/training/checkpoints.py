@@ -4,12 +4,13 @@ Every file is a plain dict written with ``torch.save`` and read back with
 ``torch.load(weights_only=True)`` (tensors, numbers, strings, lists and dicts only), so a checkpoint
 never runs code when it is opened. Two kinds exist:
 
-- ``"training"``: written by :func:`landmarks.train.fit` after every epoch as
+- ``"training"``: written by :func:`landmarks.training.loop.fit` after every epoch as
   ``<checkpoint_dir>/last.pt``; it holds the model, optimiser, scheduler and gradient scaler
   states, the history, the RNG states and the number of finished epochs, so a stopped run can
-  continue (see :func:`landmarks.train.fit`).
-- ``"model"``: written by :func:`save_model` (and :func:`landmarks.train.load_or_train`): the
-  weights, the training history and the configuration of a finished model.
+  continue (see :func:`landmarks.training.loop.fit`).
+- ``"model"``: written by :func:`save_model` (through :meth:`landmarks.detector.Detector.save`):
+  the weights, the training history and the configuration of a finished model, with the
+  detector's own record (architecture, decoder, input convention) among them.
 
 Both kinds also record the command line, the creation time and the library versions.
 
@@ -34,7 +35,7 @@ from landmarks import __version__
 FORMAT = 1
 KINDS = ("training", "model")
 
-__all__ = ["FORMAT", "atomic_save", "load_checkpoint", "save_model", "load_model", "normalise_config",
+__all__ = ["FORMAT", "atomic_save", "load_checkpoint", "save_model", "normalise_config",
            "config_differences", "provenance", "unwrap"]
 
 
@@ -110,28 +111,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None, map_location: Any
 
 def save_model(path: str | Path, model: nn.Module, history: Any = None,
                config: Mapping[str, Any] | None = None) -> Path:
-    """Save a trained model's weights with its history (a :class:`~landmarks.train.History` or a
+    """Save a trained model's weights with its history (a :class:`~landmarks.training.loop.History` or a
     dict) and the configuration that made it."""
     if history is not None and hasattr(history, "to_dict"):
         history = history.to_dict()
     state = {"format": FORMAT, "kind": "model", "model": unwrap(model).state_dict(), "history": history,
              "config": normalise_config(config), **provenance()}
     return atomic_save(state, path)
-
-
-def load_model(path: str | Path, model: nn.Module, config: Mapping[str, Any] | None = None,
-               map_location: Any = "cpu") -> dict[str, Any]:
-    """Load the weights of a model file (or of a training checkpoint) into ``model``.
-
-    With ``config``, the file's stored configuration must equal it, otherwise ``ValueError`` says
-    which keys differ (a stale file should be deleted and the model trained again). Returns the
-    whole checkpoint dict (``"history"``, ``"config"``, ``"command"``, ...).
-    """
-    state = load_checkpoint(path, map_location=map_location)
-    if config is not None:
-        differences = config_differences(state.get("config") or {}, config)
-        if differences:
-            raise ValueError(f"{path} was made with another configuration ({describe_differences(differences)}); "
-                             "delete it to train again")
-    unwrap(model).load_state_dict(state["model"])
-    return state

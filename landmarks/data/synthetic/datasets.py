@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from landmarks.data.coords import bounding_boxes
 from landmarks.data.layouts import conversion_matrix, get_layout
 from landmarks.data.synthetic import scene
 from landmarks.data.synthetic.domains import Domain, get_domain
@@ -42,11 +43,6 @@ def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
-def landmark_box(landmarks: np.ndarray) -> torch.Tensor:
-    """``(4,)`` box ``(x0, y0, x1, y1)`` enclosing the ``(N, 2)`` landmarks."""
-    return torch.from_numpy(np.concatenate([landmarks.min(0), landmarks.max(0)]))
-
-
 def supported_layout(layout) -> str:
     """The name of ``layout`` if faces can be given in it, else a ``ValueError`` saying which can."""
     try:
@@ -68,7 +64,7 @@ class SyntheticFaces(Dataset):
         length: number of items.
         seed: seed of the whole dataset (item ``i`` uses ``default_rng([seed, i])``).
         layout: ``"300w"`` (68 points, as drawn) or ``"aflw"`` (19 points, converted with
-            :func:`landmarks.layouts.convert`).
+            :func:`landmarks.data.layouts.convert`).
         transform: callable applied last to each sample dict.
 
     Each sample is a dict: ``image`` float32 (3, size, size) in [0, 1]; ``landmarks`` float32
@@ -105,7 +101,7 @@ class SyntheticFaces(Dataset):
         points = torch.from_numpy(face.landmarks)
         landmarks, visible = self._in_layout(points, torch.from_numpy(face.visible))
         sample = {
-            "image": to_chw_tensor(face.image), "landmarks": landmarks, "box": landmark_box(face.landmarks),
+            "image": to_chw_tensor(face.image), "landmarks": landmarks, "box": torch.from_numpy(bounding_boxes(face.landmarks)),
             "visible": visible, "index": index, "domain": self.domain.name,
         }
         return self.transform(sample) if self.transform is not None else sample
