@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from landmarks.data.coords import bounding_boxes
+
 __all__ = ["BlackFaces", "MemoryDataset", "TestSet", "Unlabelled", "Labelled", "PseudoLabelled", "is_test_set",
            "refuse_test_set"]
 
@@ -141,10 +143,6 @@ class Unlabelled(_View):
         return {"image": self.dataset[index]["image"], "index": index}
 
 
-def _box(landmarks: Tensor) -> Tensor:
-    return torch.cat([landmarks.min(0).values, landmarks.max(0).values])
-
-
 class Labelled(_View):
     """Manually labelled training samples in the common training form, flagged ``"pseudo": False``.
 
@@ -159,7 +157,7 @@ class Labelled(_View):
         sample = self.dataset[index]
         landmarks = sample["landmarks"]
         return {"image": sample["image"], "landmarks": landmarks,
-                "box": sample["box"] if "box" in sample else _box(landmarks),
+                "box": sample["box"] if "box" in sample else bounding_boxes(landmarks),
                 "visible": sample.get("visible", torch.ones(landmarks.shape[0], dtype=torch.bool)),
                 "pseudo": self.pseudo}
 
@@ -183,5 +181,5 @@ class PseudoLabelled(Labelled):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         points = self.landmarks[index]
-        return {"image": self.dataset[index]["image"], "landmarks": points, "box": _box(points),
+        return {"image": self.dataset[index]["image"], "landmarks": points, "box": bounding_boxes(points),
                 "visible": torch.ones(points.shape[0], dtype=torch.bool), "pseudo": True}
