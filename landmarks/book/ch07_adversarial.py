@@ -151,7 +151,8 @@ def _register_all() -> None:
     for weight in defaults.sweep_weights:
         if weight == defaults.weight:
             continue  # that point is ch07_laplace_u<sweep_unlabelled>
-        _register(weight_name(weight), "07", "laplace-kl", lambda profile: adversarial_settings(profile).sweep_unlabelled,
+        _register(weight_name(weight), "07", "laplace-kl",
+                  lambda profile: adversarial_settings(profile).sweep_unlabelled,
                   lambda profile, w=weight: w, f"LaplaceKL, weight {weight:g}")
 
 

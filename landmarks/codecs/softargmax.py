@@ -1,6 +1,6 @@
 """Heatmaps as probability maps: softargmax, their spread, and rendered Laplace / Gaussian targets.
 
-The LaplaceKL paper {robinson2019laplace} (Sect. 3.1, eq. 2-3; the equations are lost in our text
+LaplaceKL {cite:p}`robinson2019laplace` (Sect. 3.1, eq. 2-3; the equations are lost in our text
 copy, so the forms below are ours and say so where a choice was made) reads a landmark off a
 heatmap as the *expectation* of the pixel position under a spatial softmax, and measures how much
 the map is spread around that expectation.
@@ -85,7 +85,7 @@ def expectation_2d(probs: Tensor, stride: float = 1.0) -> Tensor:
 
 
 def softargmax_2d(logits: Tensor, temperature: float = 1.0, stride: float = 1.0) -> Tensor:
-    """Softargmax (paper eq. 2, in 2-D): ``(B, N, 2)`` landmarks in image pixels from raw maps.
+    """Softargmax ({cite:p}`robinson2019laplace` eq. 2, in 2-D): ``(B, N, 2)`` landmarks in image pixels from raw maps.
 
     ``expectation_2d(spatial_softmax(logits, temperature), stride)``; see the module text for the
     cell-centre convention.
@@ -189,7 +189,7 @@ def laplace_heatmaps(landmarks: Tensor, image_size: ImageSize, net_stride: float
 def gaussian_heatmaps_normalised(landmarks: Tensor, image_size: ImageSize, net_stride: float = 1.0,
                                  sigma: float | Tensor = 1.0) -> Tensor:
     """Normalised Gaussian maps ``(B, N, h, w)``: ``p ∝ exp(-((x_j - x)^2 + (y_i - y)^2) / (2 sigma^2))``,
-    ``sigma`` in image pixels, each map summing to one (compare :func:`landmarks.heatmaps.gaussian_heatmaps`,
+    ``sigma`` in image pixels, each map summing to one (compare :func:`landmarks.codecs.heatmaps.gaussian_heatmaps`,
     the unnormalised peak-1 targets of the MSE heatmap head)."""
     s = _check_scale(sigma, "sigma")
     return _render(landmarks, image_size, net_stride, lambda d: -d.square() / (2 * s * s))
