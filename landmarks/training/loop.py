@@ -569,7 +569,7 @@ def _train_epoch(context: StepContext, update: Step, loader: DataLoader, extra: 
                  bar, frozen_batchnorm: bool = False, parts: int = 1) -> list[tuple[float, dict[str, float]]]:
     """One pass over ``loader``; for each of ``parts`` consecutive parts of it, the fraction of the
     epoch done at its end and its record: value means, times and throughput (over all processes)."""
-    net, process = context.net, context.process
+    net = context.net
     net.train()
     if frozen_batchnorm:
         for module in net.modules():
