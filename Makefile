@@ -32,6 +32,7 @@ test: install
 	$(PY) -m pytest tests $(STAGE)/notebooks $(NBMAKE) -p no:cacheprovider --durations=15 --junitxml=_build/tests.xml
 	$(PY) scripts/book.py runtimes _build/tests.xml
 	$(PY) scripts/book.py build --strict
+	LANDMARKS_BUILT_BOOK=_build/html $(PY) -m pytest tests/built_book -q -p no:cacheprovider
 
 unit: install
 	$(PY) -m pytest tests -q

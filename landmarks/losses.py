@@ -38,7 +38,7 @@ def pip_loss(outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], alpha
              beta: float = 1.0) -> dict[str, Tensor]:
     """PIPNet's loss, in the form of the authors' public code release.
 
-    The paper ({cite:p}`jin2021pipnet`) writes it as eq. (1)
+    The paper (:cite:p:`jin2021pipnet`) writes it as eq. (1)
     ``L = alpha L_score + L_x + L_y`` with the squared errors of eq. (2)-(3) summed; the released
     code uses means and L1 for the offsets, and adds the neighbour terms. Here, with ``B`` images,
     ``N`` landmarks, ``nb`` neighbours and ``h x w`` maps, and ``c(b, i)`` landmark ``i``'s

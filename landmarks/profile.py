@@ -55,7 +55,7 @@ class Profile:
     decay: float = 0.1
     num_workers: int = 0
     seeds: tuple[int, ...] = (0,)
-    chapters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    chapters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False, repr=False)
 
     def chapter(self, number: str) -> dict[str, Any]:
         """The settings of chapter ``number`` (``"06"``) that this profile sets (a copy)."""

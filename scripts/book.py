@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "_stage"  # not under _build: nbmake skips paths containing "_build"
 RUNTIMES = ROOT / "_build" / "runtimes.json"
-SOURCES = ("_toc.yml", "book", "notebooks")
+SOURCES = ("_toc.yml", "book", "notebooks", "landmarks")  # the library's source: chapters literalinclude it
 
 
 def stage() -> None:
@@ -36,7 +36,8 @@ def stage() -> None:
     for name in SOURCES:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, STAGE / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+            shutil.copytree(source, STAGE / name,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "assets"))
         else:
             shutil.copy2(source, STAGE / name)
     config = yaml.safe_load((ROOT / "_config.yml").read_text())

@@ -95,3 +95,33 @@ def test_docstrings_cite_nothing_outside_the_repository():
     pattern = re.compile(r"\b(papers/|REFERENCE\.md|CONTRACT\d*\.md|shared/)")
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "landmarks").rglob("*.py") if pattern.search(p.read_text())]
     assert not offenders, offenders
+
+
+def test_the_publishing_workflow_passes_actionlint_and_runs_the_readme_command():
+    import shutil
+    import subprocess
+
+    workflow = ROOT / ".github" / "workflows" / "book.yml"
+    actionlint = shutil.which("actionlint") or str(Path(__import__("sys").executable).parent / "actionlint")
+    result = subprocess.run([actionlint, "-no-color", str(workflow)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    runs = [step.get("run", "") for step in jobs["test"]["steps"]]
+    assert "make test" in runs, "the workflow runs the README's test command"
+    uploads = [step for step in jobs["test"]["steps"] if "upload-pages-artifact" in step.get("uses", "")]
+    assert uploads and uploads[0]["with"]["path"] == "_build/html"
+    assert any("deploy-pages" in step.get("uses", "") for step in jobs["deploy"]["steps"])
+    assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_no_markdown_line_of_a_chapter_starts_with_a_percent_sign():
+    """MyST reads a line that starts with ``%`` as a comment and drops it from the page."""
+    import json
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "book").rglob("*.md")):
+        if path.suffix == ".ipynb":
+            texts = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"]
+        else:
+            texts = [path.read_text()]
+        dropped = [line for text in texts for line in text.splitlines() if line.lstrip().startswith("%")]
+        assert not dropped, f"{path.name}: lines MyST would drop: {dropped[:3]}"

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from landmarks.detector import Detector
-from landmarks.evaluation.speed import head_models, images_per_second, speed_table
+from landmarks.evaluation.speed import SpeedRounds, head_models, images_per_second, speed_rounds, speed_table
 
 
 def test_head_models_cover_table_8_and_decode():
@@ -31,3 +32,39 @@ def test_images_per_second_counts_images_not_batches():
 
     rate = images_per_second(Detector(Counting(), None, layout=None), batch=4, size=8, seconds=0.0)
     assert calls == [4] * 4 and rate > 0  # one warm-up call, then at least three timed ones
+
+
+def test_paired_ratio_compares_models_within_each_round():
+    # Round 3 ran during a burst of load that slowed only the trunk's measurement. Best rates would
+    # compare the head's best round with the trunk's best round (10 / 40); the paired median does not.
+    measured = SpeedRounds({("head", 1): [10.0, 5.0, 10.0], ("trunk", 1): [20.0, 10.0, 40.0]})
+    assert measured.rounds == 3
+    assert measured.ratios("trunk")[("head", 1)] == [0.5, 0.5, 0.25]
+    assert measured.paired_ratio("trunk") == {("head", 1): 0.5, ("trunk", 1): 1.0}
+    assert measured.best() == {("head", 1): 10.0, ("trunk", 1): 40.0}
+    assert measured.median() == {("head", 1): 10.0, ("trunk", 1): 20.0}
+    with pytest.raises(KeyError):
+        measured.paired_ratio("missing")
+
+
+def test_speed_rounds_time_every_model_once_per_round_in_rotating_order():
+    calls = []
+
+    class Named(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, images):
+            calls.append(self.name)
+            return {}
+
+    detectors = {name: Detector(Named(name), None, layout=None) for name in "abc"}
+    measured = speed_rounds(detectors, batches=(1,), size=8, seconds=0.0, rounds=3)
+    assert all(len(values) == 3 and min(values) > 0 for values in measured.rates.values())
+    runs = [name for k, name in enumerate(calls) if k == 0 or calls[k - 1] != name]  # one entry per measurement
+    assert runs == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert set(speed_table(detectors, size=8, seconds=0.0, rounds=2, summary="median")) == {
+        (name, 1) for name in "abc"}
+    with pytest.raises(ValueError):
+        speed_table(detectors, size=8, seconds=0.0, rounds=1, summary="mean")

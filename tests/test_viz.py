@@ -133,3 +133,21 @@ def test_markdown_table_formats_floats_and_keeps_column_order():
         "| name | nme | n |", "|---|---|---|", "| a | 0.12 | 3 |", "| b | 1.00 | 4 |"]
     with pytest.raises(ValueError):
         viz.markdown_table([])
+
+
+def test_face_grid_titles_scale_with_the_panel_and_fit_it():
+    images = torch.rand(3, 3, H, W)
+    small = viz.face_grid(images, ncols=3, titles=["a", "b", "c"], panel_size=2.0)
+    large = viz.face_grid(images, ncols=3, titles=["a", "b", "c"], panel_size=4.0)
+    small_size, large_size = (fig.axes[0].title.get_fontsize() for fig in (small, large))
+    assert large_size == pytest.approx(2 * small_size)
+    # Readable once a wide grid is shrunk to a page: the title is about a tenth of the panel's side.
+    assert small_size / (72 * 2.0) >= 0.08
+    long = viz.face_grid(images, ncols=3, titles=["a title far too long for a panel this small", "b", "c"],
+                         panel_size=2.0)
+    renderer = long.canvas.get_renderer()
+    assert long.axes[0].title.get_window_extent(renderer).width <= 0.95 * 2.0 * long.dpi + 1
+    assert long.axes[0].title.get_fontsize() < long.axes[1].title.get_fontsize() == pytest.approx(small_size)
+    assert viz.face_grid(images, titles=["a", "b", "c"], title_size=20).axes[0].title.get_fontsize() == 20
+    with pytest.raises(ValueError):
+        viz.face_grid(images, titles=["a", "b"])

@@ -4,7 +4,7 @@ Every detector is a quarter-width ResNet-18 (the profile's width and input size)
 profile's schedule on the book's studio faces (:func:`~landmarks.book.experiments.book_data`) and
 scored on the book's test faces (NME, FR@0.1, AUC@0.1, inter-ocular):
 
-- ``coordinate``: global pooling and a fully connected layer ("Coord Net", {cite:p}`jin2021pipnet`
+- ``coordinate``: global pooling and a fully connected layer ("Coord Net", :cite:p:`jin2021pipnet`
   Table 2);
 - ``heatmap_s4`` / ``_s2`` / ``_s1``: Map Nets at net strides 4, 2 and 1 (Table 2);
 - ``pip_s16`` ... ``pip_s128``: PIP heads at net strides 16-128 without neighbours (Table 1);

@@ -1,4 +1,4 @@
-"""Chapter 4's stored detectors: trained on black images ({cite:p}`jin2021pipnet`, Fig. 3a).
+"""Chapter 4's stored detectors: trained on black images (:cite:p:`jin2021pipnet`, Fig. 3a).
 
 Both see the book's studio training faces with every image replaced by black
 (:class:`~landmarks.data.views.BlackFaces`), so the labels are real landmarks and the images carry

@@ -1,4 +1,4 @@
-"""Chapter 5's stored detectors: self-training with transform ensembles ({cite:p}`jin2021pipnet`, Tables 5-7).
+"""Chapter 5's stored detectors: self-training with transform ensembles (:cite:p:`jin2021pipnet`, Tables 5-7).
 
 Two scenarios on the synthetic domains, each a supervised detector and self-trained ones that start
 from it (:func:`~landmarks.pipnet.distillation.self_train` with ``initial=``, so they share round 0):

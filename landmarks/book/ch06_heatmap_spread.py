@@ -2,7 +2,7 @@
 
 Every setting of the chapter's stored experiments comes from :func:`spread_settings`
 (:class:`SpreadSettings` with the profile's chapter-6 values). Each experiment is a Recombinator
-({cite:p}`robinson2019laplace`, Table 1) with a :class:`~landmarks.codecs.tasks.SoftargmaxTask`,
+(:cite:p:`robinson2019laplace`, Table 1) with a :class:`~landmarks.codecs.tasks.SoftargmaxTask`,
 trained with :func:`~landmarks.training.loop.fit` on the book's studio faces and scored on its studio
 test faces by :func:`measure`:
 
@@ -48,7 +48,7 @@ class SpreadSettings:
     The defaults are the quick profile's CPU-sized runs (a larger step and no dropout, as a few
     epochs cannot overfit; a small pilot at 800 faces x 4 epochs gave 8.3 % NME with them against
     9.5 % with lr 1e-3, batch 16 and dropout 0.1). The full profile sets the paper's Adam 1e-3,
-    dropout and 200 epochs at full width ({cite:p}`robinson2019laplace`, Sect. 3.4 and 4).
+    dropout and 200 epochs at full width (:cite:p:`robinson2019laplace`, Sect. 3.4 and 4).
     ``temperature`` and ``gt_scale`` (pixels) are the values the sweep chose; ``sweep_*`` size the
     sweep's runs; ``size_divisors`` are the widths trained for the size study. ``seed`` is the seed
     the stored files were made with (the store trains replicate ``k`` with its own seed ``k``).
@@ -106,7 +106,7 @@ def measure(detector: Detector, data, batch_size: int = 50) -> dict[str, float]:
 
     ``spread_px``: the per-axis mean absolute deviation of the probability maps around their
     softargmax (:func:`landmarks.codecs.softargmax.mean_absolute_deviation`), averaged over axes,
-    landmarks and images: the "variation from the mean" of {cite:p}`robinson2019laplace` (1.02 vs
+    landmarks and images: the "variation from the mean" of :cite:p:`robinson2019laplace` (1.02 vs
     2.59 px, Sect. 4.2). Both go through the one inference loop (:mod:`landmarks.evaluation.loop`).
     """
     task = detector.task

@@ -3,7 +3,7 @@
 Every run starts from a chapter-6 generator of the same seed (softargmax or LaplaceKL, see
 :mod:`landmarks.book.ch06_heatmap_spread`) and trains it ``epochs`` more passes over the same
 labelled studio faces, with or without the adversarial branch of
-{cite:p}`robinson2019laplace` (Sect. 3.2-3.3, :mod:`landmarks.laplacekl.adversarial`):
+:cite:p:`robinson2019laplace` (Sect. 3.2-3.3, :mod:`landmarks.laplacekl.adversarial`):
 
 - ``ch07_<loss>_sup``: supervised only (the control: the same extra training with weight 0, so
   ``D`` never acts on ``G``);

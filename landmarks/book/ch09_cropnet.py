@@ -1,7 +1,7 @@
 """Chapters 8-9's stored detectors: the fine-grained baseline and CropNet-refined models.
 
 One baseline (quarter-width ResNet-18 + FC, IOD-normalised L2) and refined models (baseline + 3
-CropNet stages trained end to end, {cite:p}`yan2020finegrained`) that differ in one thing each
+CropNet stages trained end to end, :cite:p:`yan2020finegrained`) that differ in one thing each
 (:data:`VARIANTS`):
 
 - the loss of each stage (the paper's Table 5): the multi-loss scheme IOD-L2 / L2 / L1 / Align Loss,

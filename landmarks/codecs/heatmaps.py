@@ -1,6 +1,6 @@
 """Gaussian heatmap targets and arg-max decoding: the "Map Net" baseline of PIPNet's Table 2.
 
-Map Net ({cite:p}`jin2021pipnet`, Sect. 4.3, after Xiao et al.'s simple baselines)
+Map Net (:cite:p:`jin2021pipnet`, Sect. 4.3, after Xiao et al.'s simple baselines)
 regresses one heatmap per landmark at net stride ``S`` and reads the landmark off the maximum.
 
 Grid convention: map pixel ``(i, j)`` covers image pixels ``[j S, (j + 1) S] x [i S, (i + 1) S]``

@@ -1,6 +1,6 @@
 """Pixel-in-pixel (PIP) regression: PIPNet's targets, neighbours and decoding, batched.
 
-PIPNet ({cite:p}`jin2021pipnet`, Sect. 3.1, eq. 1-4) predicts, on a coarse map
+PIPNet (:cite:p:`jin2021pipnet`, Sect. 3.1, eq. 1-4) predicts, on a coarse map
 of ``h x w`` cells (eq. 4: ``h = H_image / S_stride``, ``w = W_image / S_stride``), for every
 landmark ``i``:
 
@@ -8,7 +8,7 @@ landmark ``i``:
   (eq. 2, ``S* in {0, 1}``);
 - two offset maps ``X_i, Y_i``: where inside that cell the landmark lies, measured from the cell's
   top-left corner in cell units (eq. 3, ``X*, Y* in [0, 1]``);
-- with the neighbour regression module of the journal version ({cite:p}`jin2021pipnet`),
+- with the neighbour regression module of the journal version (:cite:p:`jin2021pipnet`),
   ``2 * nb`` more maps: the offsets of the ``nb``
   landmarks nearest to ``i`` in the mean face, measured from *landmark i's* cell.
 

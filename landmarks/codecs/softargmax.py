@@ -1,6 +1,6 @@
 """Heatmaps as probability maps: softargmax, their spread, and rendered Laplace / Gaussian targets.
 
-LaplaceKL {cite:p}`robinson2019laplace` (Sect. 3.1, eq. 2-3; the equations are lost in our text
+LaplaceKL :cite:p:`robinson2019laplace` (Sect. 3.1, eq. 2-3; the equations are lost in our text
 copy, so the forms below are ours and say so where a choice was made) reads a landmark off a
 heatmap as the *expectation* of the pixel position under a spatial softmax, and measures how much
 the map is spread around that expectation.
@@ -85,7 +85,7 @@ def expectation_2d(probs: Tensor, stride: float = 1.0) -> Tensor:
 
 
 def softargmax_2d(logits: Tensor, temperature: float = 1.0, stride: float = 1.0) -> Tensor:
-    """Softargmax ({cite:p}`robinson2019laplace` eq. 2, in 2-D): ``(B, N, 2)`` landmarks in image pixels from raw maps.
+    """Softargmax (:cite:p:`robinson2019laplace` eq. 2, in 2-D): ``(B, N, 2)`` landmarks in image pixels from raw maps.
 
     ``expectation_2d(spatial_softmax(logits, temperature), stride)``; see the module text for the
     cell-centre convention.
@@ -137,7 +137,7 @@ def _safe_sqrt(values: Tensor) -> Tensor:
 
 def spread(probs: Tensor, kind: str = "laplace", mean: Tensor | None = None, stride: float = 1.0) -> Tensor:
     """The scale of each map per axis, in image pixels: Laplace ``b`` (mean absolute deviation) or
-    Gaussian ``sigma`` (square root of the variance), the scales of {cite:p}`robinson2019laplace`
+    Gaussian ``sigma`` (square root of the variance), the scales of :cite:p:`robinson2019laplace`
     Sect. 3.1.
 
     A map with zero variance (one-hot) has ``sigma = 0`` and finite gradients: the derivative of

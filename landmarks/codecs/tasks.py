@@ -34,7 +34,7 @@ def _image_size(batch: Batch) -> tuple[int, int]:
 
 @dataclass
 class PIPTask:
-    """PIPNet: score map and in-cell offsets ({cite:p}`jin2021pipnet`, eq. 1-4) plus neighbour regression.
+    """PIPNet: score map and in-cell offsets (:cite:p:`jin2021pipnet`, eq. 1-4) plus neighbour regression.
 
     Args:
         net_stride: image pixels per cell of the head's output maps.
@@ -129,7 +129,7 @@ SOFTARGMAX_LOSSES = ("softargmax-l1", "softargmax-l2", "laplace-kl", "gaussian-k
 
 @dataclass
 class SoftargmaxTask:
-    """Heatmaps read as probability maps ({cite:p}`robinson2019laplace`, Sect. 3.1): softargmax decoding and a
+    """Heatmaps read as probability maps (:cite:p:`robinson2019laplace`, Sect. 3.1): softargmax decoding and a
     coordinate or distribution loss.
 
     Works with any model that returns ``{"heatmaps": (B, N, h, w)}`` raw maps: the Recombinator

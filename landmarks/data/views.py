@@ -3,7 +3,7 @@
 - :class:`BlackFaces`: the images replaced by a constant one, the labels kept (the PIPNet paper's
   black-image experiment, :mod:`landmarks.pipnet.position`);
 - :class:`MemoryDataset`: every sample rendered once and kept in memory;
-- the roles of samples in self-training ({cite:p}`jin2021pipnet`, :mod:`landmarks.pipnet.distillation`):
+- the roles of samples in self-training (:cite:p:`jin2021pipnet`, :mod:`landmarks.pipnet.distillation`):
   :class:`TestSet` (labelled test faces, flagged so that :func:`is_test_set` finds them through any
   wrapping and no pseudo-label is ever made from them), :class:`Unlabelled` (the labels removed),
   :class:`Labelled` and :class:`PseudoLabelled` (one training form, flagged ``"pseudo"``, so the

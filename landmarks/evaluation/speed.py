@@ -1,10 +1,18 @@
-"""Inference speed: images per second of a detector *including* decoding ({cite:p}`jin2021pipnet`, Table 8).
+"""Inference speed: images per second of a detector *including* decoding (Table 8 of the ECCV draft of
+PIPNet, :cite:p:`jin2020pipnet`).
 
-A detector whose task is ``None`` times the network alone (the "bare trunk" row).
+A detector whose task is ``None`` times the network alone (the "bare trunk" row). Timings on a
+shared machine are noisy; :func:`speed_rounds` interleaves the detectors in rounds and
+:meth:`SpeedRounds.paired_ratio` compares them within each round (median over rounds)::
+
+    measured = speed_rounds(head_models(), batches=(1,), size=256, seconds=0.5, rounds=5)
+    measured.paired_ratio("bare trunk")   # {("PIP Net (stride 32)", 1): 0.97, ...}
 """
 from __future__ import annotations
 
+import statistics
 import time
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -39,21 +47,79 @@ def images_per_second(detector: Detector, batch: int, size: int, device: str = "
     return done * batch / (time.perf_counter() - start)
 
 
-def speed_table(detectors: Mapping[str, Detector], batches: tuple[int, ...] = (1,), size: int = 256,
-                device: str = "cpu", seconds: float = 2.0, rounds: int = 3) -> dict[tuple[str, int], float]:
-    """Best images/s of every ``name -> detector`` at every batch size.
+@dataclass
+class SpeedRounds:
+    """Images/s of every ``(name, batch)`` in every round of an interleaved measurement.
 
-    Rounds interleave the detectors, so a burst of load on the machine hits all of them alike, and
-    each keeps its best round.
+    A *round* times every detector back to back (for one batch size after another), so the
+    measurements of one round saw the machine in about the same state. On a shared machine a burst
+    of load can halve the rate of whatever runs during it; comparing models within a round
+    (:meth:`ratios`) and taking the median over rounds (:meth:`paired_ratio`) keeps such bursts
+    out of the comparison, where the best or mean rate per model would not.
     """
-    rates = {(name, b): 0.0 for name in detectors for b in batches}
+
+    rates: dict[tuple[str, int], list[float]]
+
+    @property
+    def rounds(self) -> int:
+        return min(len(values) for values in self.rates.values())
+
+    def best(self) -> dict[tuple[str, int], float]:
+        """The highest rate of each ``(name, batch)`` over the rounds."""
+        return {key: max(values) for key, values in self.rates.items()}
+
+    def median(self) -> dict[tuple[str, int], float]:
+        """The median rate of each ``(name, batch)`` over the rounds."""
+        return {key: statistics.median(values) for key, values in self.rates.items()}
+
+    def ratios(self, reference: str) -> dict[tuple[str, int], list[float]]:
+        """Round by round, each rate divided by ``reference``'s rate at that batch in the same round."""
+        names = {name for name, _ in self.rates}
+        if reference not in names:
+            raise KeyError(f"reference {reference!r} was not measured; measured: {sorted(names)}")
+        return {(name, batch): [rate / base for rate, base in zip(values, self.rates[reference, batch])]
+                for (name, batch), values in self.rates.items()}
+
+    def paired_ratio(self, reference: str) -> dict[tuple[str, int], float]:
+        """The median over rounds of :meth:`ratios`: each model's speed as a multiple of ``reference``'s."""
+        return {key: statistics.median(values) for key, values in self.ratios(reference).items()}
+
+
+def speed_rounds(detectors: Mapping[str, Detector], batches: tuple[int, ...] = (1,), size: int = 256,
+                 device: str = "cpu", seconds: float = 2.0, rounds: int = 3) -> SpeedRounds:
+    """Time every ``name -> detector`` at every batch size in ``rounds`` interleaved rounds.
+
+    Each round measures every detector once for ``seconds`` (:func:`images_per_second`), back to
+    back; round ``r`` starts with the ``r``-th detector (the order rotates), so no detector always
+    runs first after a pause or right after the slowest one.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    names = list(detectors)
+    rates: dict[tuple[str, int], list[float]] = {(name, b): [] for name in names for b in batches}
     for detector in detectors.values():
         detector.eval().to(device)
-    for _ in range(rounds):
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
         for batch in batches:
-            for name, detector in detectors.items():
-                rates[name, batch] = max(rates[name, batch], images_per_second(detector, batch, size, device, seconds))
-    return rates
+            for name in order:
+                rates[name, batch].append(images_per_second(detectors[name], batch, size, device, seconds))
+    return SpeedRounds(rates)
+
+
+def speed_table(detectors: Mapping[str, Detector], batches: tuple[int, ...] = (1,), size: int = 256,
+                device: str = "cpu", seconds: float = 2.0, rounds: int = 3,
+                summary: str = "best") -> dict[tuple[str, int], float]:
+    """Images/s of every ``name -> detector`` at every batch size, over interleaved rounds
+    (:func:`speed_rounds`): each detector's best round (``summary="best"``) or its median round
+    (``"median"``). For ratios between models use :meth:`SpeedRounds.paired_ratio` instead.
+    """
+    measured = speed_rounds(detectors, batches, size, device, seconds, rounds)
+    if summary == "best":
+        return measured.best()
+    if summary == "median":
+        return measured.median()
+    raise ValueError(f"summary must be 'best' or 'median', got {summary!r}")
 
 
 def head_models(num_points: int = 68, depth: int = 18, width: float = 1.0) -> dict[str, Detector]:

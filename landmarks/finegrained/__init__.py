@@ -1,4 +1,4 @@
-"""Fine-grained landmark detection ({cite:p}`yan2020finegrained`); the networks are in
+"""Fine-grained landmark detection (:cite:p:`yan2020finegrained`); the networks are in
 :mod:`landmarks.models.cropnet`.
 
 - :mod:`~landmarks.finegrained.crops`: differentiable bilinear crops of feature maps (eq. 5);

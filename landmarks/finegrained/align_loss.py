@@ -1,4 +1,4 @@
-"""Align Loss ({cite:p}`yan2020finegrained`, Sect. 4.3, eq. 2) and loss surfaces (its Fig. 6).
+"""Align Loss (:cite:p:`yan2020finegrained`, Sect. 4.3, eq. 2) and loss surfaces (its Fig. 6).
 
 Align Loss compares two patches of the same feature map: one cropped at the predicted landmark, one
 at the ground truth, both smoothed by a Gaussian kernel ``G`` (size 3, sigma 1 in the paper):

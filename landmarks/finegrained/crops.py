@@ -1,12 +1,12 @@
-"""Differentiable bilinear crops of feature maps around landmarks ({cite:p}`yan2020finegrained`, eq. 5-7).
+"""Differentiable bilinear crops of feature maps around landmarks (:cite:p:`yan2020finegrained`, eq. 5-7).
 
-A refinement stage of the fine-grained detector {cite:p}`yan2020finegrained` looks at small ``h x w``
+A refinement stage of the fine-grained detector :cite:p:`yan2020finegrained` looks at small ``h x w``
 patches of a feature map centred on the current landmark estimates. The patch pixel ``(q, p)`` of a
-landmark at ``(y, x)`` (in the map's pixel-index units) is read at
+landmark at ``(y, x)`` (in the map's pixel-index units) is read at::
 
     y_q = y - (h - 1) / 2 + q,     x_p = x - (w - 1) / 2 + p                    (eq. 6-7)
 
-by bilinear interpolation,
+by bilinear interpolation::
 
     V_qp = sum_{n, m} I_nm max(0, 1 - |y_q - n|) max(0, 1 - |x_p - m|),          (eq. 5)
 

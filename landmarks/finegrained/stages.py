@@ -2,7 +2,7 @@
 
 :class:`FineGrainedTask` scores every output of a :class:`~landmarks.models.cropnet.FineGrainedNet`
 (the baseline ``S_0`` and each stage's ``S_k``) with its own loss and adds them up
-({cite:p}`yan2020finegrained`, Sect. 4):
+(:cite:p:`yan2020finegrained`, Sect. 4):
 
 - ``"iod-l2"``: :func:`landmarks.losses.iod_normalised_l2` in pixels (eq. 1; the baseline's loss);
 - ``"l2"``: squared distance, :func:`landmarks.losses.coordinate_l2`, in units of the image size
@@ -120,7 +120,7 @@ def finegrained_detector(losses: Sequence[str] = PAPER_SCHEME, num_points: int =
     with ``losses``.
 
     ``patch_size`` is the side of the stages' crops and of Align Loss's patches (8 in
-    {cite:p}`yan2020finegrained`, Table 7); ``options`` go to the network (``hidden``,
+    :cite:p:`yan2020finegrained`, Table 7); ``options`` go to the network (``hidden``,
     ``selected``, ``grad_features``, ``grad_locations``). The detector records the network's
     arguments, so :meth:`~landmarks.detector.Detector.load` rebuilds the same network.
     """
@@ -148,7 +148,7 @@ def evaluate_stages(detector: Detector, data: Dataset, layout: str | Layout | No
     - ``"summary"``: list of :func:`landmarks.evaluation.metrics.summarise` dicts (nme, fr, auc) per
       output;
     - ``"per_image"``: ``(S + 1, M)``; ``"per_point"``: ``(S + 1, M, N)`` point errors over the
-      inter-ocular distance (for landmark-wise CED curves, {cite:p}`yan2020finegrained` Fig. 11);
+      inter-ocular distance (for landmark-wise CED curves, :cite:p:`yan2020finegrained` Fig. 11);
     - ``"points"``: ``(M, S + 1, N, 2)``; ``"corrections"``: ``(M, S, N, 2)`` in pixels;
       ``"corrections_iod"``: the same over each face's inter-ocular distance (Fig. 13);
     - ``"truth"``: ``(M, N, 2)``.

@@ -1,4 +1,4 @@
-"""Adversarial semi-supervised training of a heatmap generator ({cite:p}`robinson2019laplace`, Sect. 3.2-3.3).
+"""Adversarial semi-supervised training of a heatmap generator (:cite:p:`robinson2019laplace`, Sect. 3.2-3.3).
 
 The generator ``G`` (e.g. :class:`~landmarks.models.recombinator.Recombinator`) makes heatmaps; a
 discriminator ``D`` (:class:`~landmarks.models.patchgan.PatchGAN`) sees an image stacked with N

@@ -1,4 +1,4 @@
-"""CropNet refinement stages on a coordinate-regression ResNet ({cite:p}`yan2020finegrained`, Sect. 3, Table 7).
+"""CropNet refinement stages on a coordinate-regression ResNet (:cite:p:`yan2020finegrained`, Sect. 3, Table 7).
 
 The baseline (Sect. 3.1) is a ResNet trunk with a quarter of the channels and a
 :class:`~landmarks.models.heads.CoordinateHead` (global average pool, one FC layer to ``2N``). Each

@@ -1,4 +1,4 @@
-"""PIPNet's ideas beyond its head ({cite:p}`jin2021pipnet`); the head itself is in
+"""PIPNet's ideas beyond its head (:cite:p:`jin2021pipnet`); the head itself is in
 :mod:`landmarks.models.heads` and :mod:`landmarks.codecs.pip`.
 
 - :mod:`~landmarks.pipnet.position`: position overfitting (black images, non-face probes);

@@ -1,6 +1,6 @@
 """Self-training on unlabelled faces: pseudo-labels, the coarse-score curriculum and the rounds.
 
-PIPNet's data distillation ({cite:p}`jin2021pipnet`): a detector trained on the labelled faces
+PIPNet's data distillation (:cite:p:`jin2021pipnet`): a detector trained on the labelled faces
 predicts landmarks on translated copies of every unlabelled face, the predictions mapped back and
 averaged are its *pseudo-label*, and a fresh detector is trained on labelled plus pseudo-labelled
 faces; the paper repeats this three times. The journal version adds a curriculum: in the first

@@ -1,6 +1,6 @@
 """Transform ensembles: predict on transformed copies of a batch and map every prediction back.
 
-PIPNet's data distillation ({cite:p}`jin2021pipnet`) makes a pseudo-label from a detector's
+PIPNet's data distillation (:cite:p:`jin2021pipnet`) makes a pseudo-label from a detector's
 predictions on *shifted* copies of an unlabelled face: 20 and 30 px right, left, down and up at
 256 px, each prediction shifted back, the eight averaged. The paper's ablation (Table 7) compares
 translations with no ensemble, a flip ensemble and a rotation ensemble. This module holds those

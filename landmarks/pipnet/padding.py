@@ -1,7 +1,7 @@
 """Padding modes for a whole network: the switch of the PIPNet paper's position experiment.
 
 Zero padding tells every neuron near a border where it sits; with circular padding a convolution
-cannot tell the border from the middle ({cite:p}`islam2020position` measure how much absolute
+cannot tell the border from the middle (:cite:p:`islam2020position` measure how much absolute
 position CNNs encode through padding). :func:`set_padding_mode` switches every convolution, the
 stem's max-pool and the transposed convolutions of a network to one mode, so the same network can
 be trained and probed with and without that signal (see :mod:`landmarks.pipnet.position`).

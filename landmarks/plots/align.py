@@ -1,4 +1,4 @@
-"""Plots of chapters 8-9: loss surfaces ({cite:p}`yan2020finegrained`, Fig. 6) and feature-map patches."""
+"""Plots of chapters 8-9: loss surfaces (:cite:p:`yan2020finegrained`, Fig. 6) and feature-map patches."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence

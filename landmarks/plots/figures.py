@@ -9,6 +9,8 @@ Images are drawn with ``extent=(0, W, H, 0)``: pixel ``j`` covers ``[j, j + 1]``
 """
 from __future__ import annotations
 
+import math
+
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -127,33 +129,57 @@ def _grid_items(samples, landmarks, preds) -> list[tuple]:
     return list(zip(samples, landmarks, preds))
 
 
+#: Title size of :func:`face_grid` in points per inch of panel: 6.5 gives 14 pt on a 2.2-inch panel,
+#: about a tenth of the panel's side, so titles stay readable when a wide grid is shrunk to the page.
+TITLE_POINTS_PER_INCH = 6.5
+
+
 def face_grid(samples, landmarks=None, preds=None, ncols: int = 4, layout: Layout | None = None,
-              titles: Sequence[str] | None = None, panel_size: float = 2.5, edges: bool = False) -> Figure:
+              titles: Sequence[str] | None = None, panel_size: float = 2.5, edges: bool = False,
+              title_size: float | None = None) -> Figure:
     """A grid of faces with their landmarks.
 
     ``samples`` is a list of sample dicts (``"image"``, ``"landmarks"``, optional ``"pred"``) or a
     sequence / ``(B, C, H, W)`` tensor of images, with ``landmarks`` and ``preds`` alongside.
+
+    Titles are ``title_size`` points (default :data:`TITLE_POINTS_PER_INCH` x ``panel_size``: a
+    fixed fraction of the panel, so they shrink with the panels and no further when the figure is
+    scaled to a page); a title wider than its panel is set smaller until it fits.
     """
     items = _grid_items(samples, landmarks, preds)
     if not items:
         raise ValueError("face_grid needs at least one image")
+    if titles is not None and len(titles) != len(items):
+        raise ValueError(f"{len(items)} images but {len(titles)} titles")
     ncols = max(1, min(ncols, len(items)))
     nrows = -(-len(items) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows), squeeze=False)
+    size = TITLE_POINTS_PER_INCH * panel_size if title_size is None else title_size
+    renderer = fig.canvas.get_renderer()
+    room = 0.95 * panel_size * fig.dpi  # a title may use 95 % of its panel's width, in pixels
     for k, ax in enumerate(axes.flat):
         if k >= len(items):
             ax.set_axis_off()
             continue
         image, target, pred = items[k]
-        show_landmarks(image, pred=pred, target=target, layout=layout, ax=ax, edges=edges,
-                       title=titles[k] if titles is not None else None)
+        show_landmarks(image, pred=pred, target=target, layout=layout, ax=ax, edges=edges)
+        if titles is not None and titles[k]:
+            title = ax.set_title(titles[k], fontsize=size)
+            width = title.get_window_extent(renderer).width
+            while width > room and title.get_fontsize() > 2:  # text width is not quite linear in size
+                title.set_fontsize(title.get_fontsize() * 0.98 * room / width)
+                width = title.get_window_extent(renderer).width
     fig.tight_layout()
     return fig
 
 
-def heatmap_overlay(image, heatmap, ax: Axes | None = None, alpha: float = 0.5, cmap: str = "jet") -> Axes:
+def heatmap_overlay(image, heatmap, ax: Axes | None = None, alpha: float = 0.5, cmap: str = "viridis",
+                    interpolation: str = "nearest", colorbar: str | None = None) -> Axes:
     """Draw an ``(h, w)`` heatmap stretched over the whole image (cell ``(i, j)`` covers
-    ``[j W/w, (j+1) W/w] x [i H/h, (i+1) H/h]``). A ``(K, h, w)`` stack is reduced by its maximum."""
+    ``[j W/w, (j+1) W/w] x [i H/h, (i+1) H/h]``). A ``(K, h, w)`` stack is reduced by its maximum.
+
+    ``interpolation="nearest"`` draws every map cell as the square it is (a coarse PIP map shows its
+    cells); ``colorbar`` labels a colour bar beside the axes when given."""
     ax = _axes(ax)
     height, width = _imshow(ax, image)
     heat = _numpy(heatmap).astype(np.float64)
@@ -161,7 +187,9 @@ def heatmap_overlay(image, heatmap, ax: Axes | None = None, alpha: float = 0.5, 
         heat = heat.max(0)
     if heat.ndim != 2:
         raise ValueError(f"heatmap must be (h, w) or (K, h, w), got shape {heat.shape}")
-    ax.imshow(heat, extent=(0, width, height, 0), cmap=cmap, alpha=alpha, interpolation="bilinear")
+    shown = ax.imshow(heat, extent=(0, width, height, 0), cmap=cmap, alpha=alpha, interpolation=interpolation)
+    if colorbar is not None:
+        ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=colorbar)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     return ax
@@ -191,8 +219,9 @@ def plot_ced(curves: Mapping[str, object], threshold: float = 0.1, ax: Axes | No
 def markdown_table(records: Sequence[Mapping[str, object]], digits: int = 3):
     """A list of rows (dicts with the same keys) as a Markdown table that notebooks display.
 
-    Floats are printed with ``digits`` decimals; anything else with ``str``. Returns an
-    ``IPython.display.Markdown`` object, which Jupyter and the book render as a table.
+    Floats are printed with ``digits`` decimals, a missing value (``None`` or NaN) as an en dash;
+    anything else with ``str``. Returns an ``IPython.display.Markdown`` object, which Jupyter and the
+    book render as a table.
     """
     from IPython.display import Markdown
 
@@ -201,8 +230,22 @@ def markdown_table(records: Sequence[Mapping[str, object]], digits: int = 3):
     columns = list(records[0])
 
     def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "\u2013"
         return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in records]
     return Markdown("\n".join(lines))
+
+
+def settings_table(settings: object, digits: int = 4):
+    """A dataclass (a profile, a chapter's settings) as a two-column Markdown table: every field on
+    its own row, so no value is cut off at the right edge of the page."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(settings):
+        raise TypeError(f"settings_table needs a dataclass instance, got {type(settings).__name__}")
+    rows = [{"setting": f.name, "value": getattr(settings, f.name)} for f in dataclasses.fields(settings)
+            if f.repr]
+    return markdown_table(rows, digits=digits)

@@ -40,21 +40,25 @@ class Domain:
 
     Pose and framing:
         yaw, pitch: coefficients ``b_0`` and ``b_1`` of the shape model (in standard deviations;
-            |b| = 3 is a strong turn / nod). identity_clip: the other coefficients are N(0, 1)
+            ``|b| = 3`` is a strong turn / nod). identity_clip: the other coefficients are N(0, 1)
             clipped to this. roll_deg: in-plane rotation. face_size: inter-ocular distance
             of the mean shape as a fraction of the image side. face_offset: largest shift of
             the face centre from the image centre, as a fraction of the side, in x and in y.
+
     Expression (see :mod:`landmarks.data.synthetic.geometry`):
         mouth_open, smile, brow_raise, eye_open; blink_prob: chance of closed eyes.
+
     Scene:
         backgrounds: kinds to choose from; clutter: range of the number of background shapes.
         hair_prob: chance of hair (else bald). light_strength: directional part of the light
         (0: even light). exposure, contrast, gamma, saturation: camera response.
         colour_cast: largest deviation of the per-channel gains from 1.
+
     Degradations:
         occluder_prob: chance of at least one occluder (up to max_occluders) of the kinds in
         occluders. blur: Gaussian sigma in pixels *of a 128 px image* (scaled with the size).
         noise: standard deviation of additive Gaussian noise (image in [0, 1]).
+
     style: ``"photo"`` or ``"sketch"``.
     """
 
