@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="batch sizes")
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--min-steps", type=int, default=3, help="least batches per measurement")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -35,7 +36,8 @@ def main() -> None:
           f"({torch.get_num_threads()} threads); images/s including decoding\n")
     header = f"{'model':22s}" + "".join(f"{f'batch {b}':>12s}{'x trunk':>9s}{'range':>13s}" for b in args.batches)
     print(header + "\n" + "-" * len(header))
-    measured = speed_rounds(models, tuple(args.batches), args.size, args.device, args.seconds, args.rounds)
+    measured = speed_rounds(models, tuple(args.batches), args.size, args.device, args.seconds, args.rounds,
+                            args.min_steps)
     rates, ratio, ratios = measured.median(), measured.paired_ratio("bare trunk"), measured.ratios("bare trunk")
     for name in models:
         row = f"{name:22s}"

@@ -66,6 +66,13 @@ class Profile:
         return dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.learning_rate,
                     decay_epochs=self.decay_epochs, decay=self.decay, num_workers=self.num_workers)
 
+    def short_schedule(self) -> dict[str, Any]:
+        """A schedule for a model trained in a chapter's own cells, while the reader waits: half the
+        epochs, half the batch and the decay at half the epochs of :meth:`schedule` (at least 1 epoch
+        and a batch of 2)."""
+        return dict(self.schedule(), epochs=max(1, self.epochs // 2), batch_size=max(2, self.batch_size // 2),
+                    decay_epochs=tuple(epoch // 2 for epoch in self.decay_epochs))
+
 
 #: Chapter settings of the full profile (the papers' settings; the quick ones are each chapter's defaults).
 _FULL_CHAPTERS: dict[str, dict[str, Any]] = {

@@ -4,8 +4,9 @@ Colab gives a notebook Python with torch, torchvision and a Jupyter kernel, and 
 project. Every chapter's first cell installs the library from the book's repository when it runs
 there. The simulation makes such an environment (a fresh virtual environment with torch,
 torchvision, ipykernel and nbclient), runs the install cell's own command in it against this
-checkout (its committed state, as ``git+file://``), then executes the set-up and import cells of
-every chapter there and one whole chapter, from a folder outside the checkout.
+checkout (its working tree, committed into a scratch repository and installed from there as
+``git+file://``, as Colab installs from GitHub), then executes the set-up and import cells of every
+chapter there and one whole chapter, from a folder outside the checkout.
 """
 from __future__ import annotations
 
@@ -47,6 +48,22 @@ def _version(module) -> str:
     return module.__version__.split("+")[0]
 
 
+def _snapshot(folder: Path) -> Path:
+    """The checkout's working tree (tracked and untracked-not-ignored files) as a one-commit repository."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    git = ["git", "-C", str(folder), "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], check=True)
+    return folder
+
+
 DRIVER = r'''
 import json, sys, nbformat
 from nbclient import NotebookClient
@@ -65,11 +82,13 @@ def test_chapters_run_on_a_simulated_colab(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)   # Colab's pip is a recent one; a venv's may be older
     subprocess.run([*pip, f"torch=={_version(torch)}", f"torchvision=={_version(torchvision)}", "ipykernel",
                     "nbclient"], check=True)
     # the install cell as Colab runs it: google.colab imported, the repository address pointed at this checkout
+    repository = _snapshot(tmp_path / "repository")
     install = code_cells(NOTEBOOKS[0])[0]
-    install = REPOSITORY_LINE.sub(f'REPOSITORY = "file://{ROOT}"', install)
+    install = REPOSITORY_LINE.sub(f'REPOSITORY = "file://{repository}"', install)
     colab = "import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n"
     work = tmp_path / "content"   # Colab's working folder: not the checkout
     work.mkdir()

@@ -125,3 +125,12 @@ def test_no_markdown_line_of_a_chapter_starts_with_a_percent_sign():
             texts = [path.read_text()]
         dropped = [line for text in texts for line in text.splitlines() if line.lstrip().startswith("%")]
         assert not dropped, f"{path.name}: lines MyST would drop: {dropped[:3]}"
+
+
+def test_the_short_schedule_halves_the_profiles():
+    from landmarks.profile import PROFILES
+
+    quick = PROFILES["quick"].short_schedule()
+    assert (quick["epochs"], quick["batch_size"], quick["decay_epochs"]) == (4, 16, (3,))
+    full = PROFILES["full"].short_schedule()
+    assert (full["epochs"], full["batch_size"], full["decay_epochs"], full["lr"]) == (30, 8, (15, 25), 1e-4)

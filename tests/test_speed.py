@@ -32,6 +32,10 @@ def test_images_per_second_counts_images_not_batches():
 
     rate = images_per_second(Detector(Counting(), None, layout=None), batch=4, size=8, seconds=0.0)
     assert calls == [4] * 4 and rate > 0  # one warm-up call, then at least three timed ones
+    calls.clear()
+    images_per_second(Detector(Counting(), None, layout=None), batch=2, size=8, seconds=0.0, warmup=False,
+                      min_steps=1)
+    assert calls == [2]
 
 
 def test_paired_ratio_compares_models_within_each_round():
@@ -63,7 +67,8 @@ def test_speed_rounds_time_every_model_once_per_round_in_rotating_order():
     measured = speed_rounds(detectors, batches=(1,), size=8, seconds=0.0, rounds=3)
     assert all(len(values) == 3 and min(values) > 0 for values in measured.rates.values())
     runs = [name for k, name in enumerate(calls) if k == 0 or calls[k - 1] != name]  # one entry per measurement
-    assert runs == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert runs == ["a", "b", "c"] + ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # warm-ups, then 3 rounds
+    assert calls[:3] == ["a", "b", "c"] and calls.count("a") == 1 + 3 * 3  # one warm-up, 3 steps per round
     assert set(speed_table(detectors, size=8, seconds=0.0, rounds=2, summary="median")) == {
         (name, 1) for name in "abc"}
     with pytest.raises(ValueError):

@@ -25,9 +25,11 @@ from landmarks.models import ResNetBackbone, coordinate_net, heatmap_net, pipnet
 
 
 @torch.inference_mode()
-def images_per_second(detector: Detector, batch: int, size: int, device: str = "cpu", seconds: float = 2.0) -> float:
+def images_per_second(detector: Detector, batch: int, size: int, device: str = "cpu", seconds: float = 2.0,
+                      warmup: bool = True, min_steps: int = 3) -> float:
     """Run ``detector`` (network and decoder, or the network alone when its task is ``None``) on
-    random images for ``seconds``."""
+    random images for ``seconds`` and at least ``min_steps`` batches, after one untimed batch when
+    ``warmup`` (first-call allocations and kernel selection)."""
     images = torch.rand(batch, 3, size, size, device=device)
 
     def step() -> None:
@@ -35,11 +37,12 @@ def images_per_second(detector: Detector, batch: int, size: int, device: str = "
         if detector.task is not None:
             detector.decode(outputs, images)
 
-    step()  # warm-up: first-call allocations and kernel selection
+    if warmup:
+        step()
     if device == "cuda":
         torch.cuda.synchronize()
     done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or done < 3:
+    while time.perf_counter() - start < seconds or done < min_steps:
         step()
         done += 1
     if device == "cuda":
@@ -86,12 +89,13 @@ class SpeedRounds:
 
 
 def speed_rounds(detectors: Mapping[str, Detector], batches: tuple[int, ...] = (1,), size: int = 256,
-                 device: str = "cpu", seconds: float = 2.0, rounds: int = 3) -> SpeedRounds:
+                 device: str = "cpu", seconds: float = 2.0, rounds: int = 3, min_steps: int = 3) -> SpeedRounds:
     """Time every ``name -> detector`` at every batch size in ``rounds`` interleaved rounds.
 
-    Each round measures every detector once for ``seconds`` (:func:`images_per_second`), back to
-    back; round ``r`` starts with the ``r``-th detector (the order rotates), so no detector always
-    runs first after a pause or right after the slowest one.
+    Every detector first runs one untimed batch of each size (warm-up). Then each round measures
+    every detector once (:func:`images_per_second`: ``seconds`` and at least ``min_steps``
+    batches), back to back; round ``r`` starts with the ``r``-th detector (the order rotates), so no
+    detector always runs first or right after the slowest one.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
@@ -99,11 +103,15 @@ def speed_rounds(detectors: Mapping[str, Detector], batches: tuple[int, ...] = (
     rates: dict[tuple[str, int], list[float]] = {(name, b): [] for name in names for b in batches}
     for detector in detectors.values():
         detector.eval().to(device)
+    for batch in batches:
+        for detector in detectors.values():
+            images_per_second(detector, batch, size, device, seconds=0.0, warmup=False, min_steps=1)
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for batch in batches:
             for name in order:
-                rates[name, batch].append(images_per_second(detectors[name], batch, size, device, seconds))
+                rates[name, batch].append(images_per_second(detectors[name], batch, size, device, seconds,
+                                                            warmup=False, min_steps=min_steps))
     return SpeedRounds(rates)
 
 

@@ -26,7 +26,8 @@ from landmarks.evaluation.metrics import auc, ced
 TARGET_STYLE = dict(c="lime", marker="o", s=14, edgecolors="black", linewidths=0.4, label="ground truth")
 PRED_STYLE = dict(c="red", marker="x", s=16, linewidths=1.0, label="prediction")
 
-__all__ = ["to_display", "show_landmarks", "show_layout", "face_grid", "heatmap_overlay", "plot_ced"]
+__all__ = ["to_display", "show_landmarks", "show_layout", "face_grid", "heatmap_overlay", "plot_ced", "markdown_table",
+           "settings_table", "TITLE_POINTS_PER_INCH"]
 
 
 def _numpy(value) -> np.ndarray:

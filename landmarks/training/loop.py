@@ -519,7 +519,7 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
                          f"drop_last={s['drop_last']}")
 
     bar = tqdm(total=steps * max(s["epochs"] - start_epoch, 0), disable=not (progress and process.main),
-               dynamic_ncols=True, leave=False)
+               dynamic_ncols=True, leave=True)
     try:
         for epoch in range(start_epoch, s["epochs"]):
             bar.set_description(f"epoch {epoch + 1}/{s['epochs']}")
@@ -637,7 +637,9 @@ def _validate(detector: "Detector", data: Dataset, layout: Layout, norm: str | N
 
 
 def _summary_line(record: Mapping[str, float], epochs: int) -> str:
-    parts = [f"epoch {record['epoch']:g}/{epochs}", f"loss {record['loss_total']:.4g}"]
+    epoch = record["epoch"]   # fractional with several records per epoch
+    shown = f"{epoch:g}" if float(epoch).is_integer() else f"{epoch:.2f}"
+    parts = [f"epoch {shown}/{epochs}", f"loss {record['loss_total']:.4g}"]
     if "val_nme" in record:
         parts.append(f"val NME {100 * record['val_nme']:.2f}% FR {100 * record['val_fr']:.1f}% "
                      f"AUC {record['val_auc']:.3f}")
