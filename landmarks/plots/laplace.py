@@ -65,9 +65,9 @@ def show_patch_scores(image: Tensor, heatmaps: Tensor, scores: Tensor, title: st
     axes[0].imshow(heatmaps.sum(0).clamp(max=1).numpy(), cmap="magma", alpha=0.6,
                    extent=(0, image.shape[-1], image.shape[-2], 0))
     axes[0].set_title(title, fontsize=9)
-    shown = axes[1].imshow(torch.sigmoid(scores).numpy(), cmap="coolwarm", vmin=0, vmax=1)
+    shown = axes[1].imshow(torch.sigmoid(scores).numpy(), cmap="cividis", vmin=0, vmax=1, interpolation="nearest")
     axes[1].set_title(f"D: mean P(real) = {float(torch.sigmoid(scores).mean()):.2f}", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    plt.colorbar(shown, ax=axes[1], fraction=0.046)
+    plt.colorbar(shown, ax=axes[1], fraction=0.046, label="P(real) of the patch")
