@@ -25,7 +25,7 @@ CHAPTERS = ["01_facial_landmarks", "02_detection_heads", "03_neighbour_regressio
 
 
 def root() -> Path:
-    path = Path(BUILT)
+    path = Path(BUILT).resolve()
     assert (path / "index.html").exists(), f"{path}: no built book"
     return path
 
