@@ -54,7 +54,7 @@ class Profile:
     decay_epochs: tuple[int, ...] = ()
     decay: float = 0.1
     num_workers: int = 0
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)
     chapters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False, repr=False)
 
     def chapter(self, number: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from landmarks.book.experiments import experiment
+from landmarks.book.experiments import experiment, first_seed
 from landmarks.codecs.softargmax import mean_absolute_deviation
 from landmarks.codecs.tasks import SoftargmaxTask
 from landmarks.data.synthetic import SyntheticData
@@ -142,7 +142,7 @@ def _register(name: str, chapter: str, loss: str, configure: Configure, label: s
                train=lambda profile, seed, progress: _train(loss, *configure(profile), seed, progress),
                evaluate=lambda detector, profile: measure(detector, test_data(configure(profile)[0])),
                build=lambda profile: spread_detector(loss, *configure(profile)[:2]),
-               keep=keep, label=label)
+               keep=keep, label=label, seeds=first_seed)
 
 
 def sweep_name(temperature: float, gt_scale: float) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 from landmarks.book.ch06_heatmap_spread import make_task, measure, spread_settings, test_data, train_data
-from landmarks.book.experiments import STORE, experiment
+from landmarks.book.experiments import STORE, experiment, first_seed
 from landmarks.data.synthetic import SyntheticData
 from landmarks.detector import Detector, architecture, build_network
 from landmarks.laplacekl.adversarial import AdversarialSettings, adversarial_pair, train_adversarial
@@ -131,7 +131,7 @@ def _register(name: str, chapter: str, loss: str, unlabelled_of: Callable[[Profi
                train=lambda profile, seed, progress: _train(profile, seed, progress, loss, unlabelled_of(profile),
                                                             weight_of(profile)),
                evaluate=evaluate_pair, build=lambda profile: pair_detector(loss, profile),
-               requires=(start_name(loss),), label=label)
+               requires=(start_name(loss),), label=label, seeds=first_seed)
 
 
 def _register_all() -> None:

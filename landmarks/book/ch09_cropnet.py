@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from landmarks.book.experiments import experiment
+from landmarks.book.experiments import experiment, first_seed
 from landmarks.data.synthetic import SyntheticData
 from landmarks.data.views import MemoryDataset
 from landmarks.detector import Detector
@@ -162,5 +162,5 @@ for _name, _variant in VARIANTS.items():
     experiment(_name, CHAPTER,
                settings=lambda profile, n=_name: request(n, profile),
                train=lambda profile, seed, progress, n=_name: train(n, profile, seed, progress),
-               evaluate=evaluate, label=_variant.label,
+               evaluate=evaluate, label=_variant.label, seeds=first_seed,
                build=lambda profile, n=_name: build(n, profile))

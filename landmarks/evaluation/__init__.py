@@ -2,5 +2,6 @@
 
 - :mod:`~landmarks.evaluation.loop`: ``predictions`` (batched inference) and ``evaluate``;
 - :mod:`~landmarks.evaluation.metrics`: NME, FR, AUC, CED curves;
+- :mod:`~landmarks.evaluation.replicates`: mean +- std over seeds and when a difference is an effect;
 - :mod:`~landmarks.evaluation.speed`: images per second including decoding.
 """

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from landmarks.data.layouts import Layout, get_layout
 from landmarks.evaluation.metrics import nme, summarise
 
-__all__ = ["loader", "to_device", "predictions", "evaluate", "layout_for"]
+__all__ = ["loader", "to_device", "predictions", "evaluate", "layout_for", "mean_face_baseline"]
 
 
 def loader(data: Dataset, batch_size: int, *, sampler=None, num_workers: int = 0, persistent_workers: bool = False,
@@ -90,5 +90,27 @@ def evaluate(detector: Any, data: Dataset, layout: str | Layout | None = None, b
             raise ValueError(f"norm {norm!r} needs a 'box' in every sample")
         errors.append(nme(pred, batch["landmarks"].float(), layout, norm, boxes).cpu())
         points.append(pred.cpu())
+    per_image = torch.cat(errors)
+    return {**summarise(per_image, threshold), "per_image": per_image, "predictions": torch.cat(points), "norm": norm}
+
+
+def mean_face_baseline(train_landmarks: Tensor, data: Dataset, layout: str | Layout | None = None,
+                       norm: str | None = None, threshold: float = 0.1) -> dict[str, Any]:
+    """The scores of a predictor that ignores the image: every face of ``data`` gets the mean of
+    ``train_landmarks`` (``(M, N, 2)`` in crop pixels). The same keys as :func:`evaluate`.
+
+    It is the floor every trained detector must clear: a model no better than this has learned
+    where landmarks usually are, not where they are in the image (the book's chapter 1).
+    """
+    layout = layout_for(layout, data)
+    norm = norm or layout.default_norm
+    mean = train_landmarks.float().mean(0)
+    errors, points = [], []
+    for batch in loader(data, 64):
+        truth = batch["landmarks"].float()
+        guess = mean.expand_as(truth)
+        boxes = batch.get("box") if norm.startswith("box") else None
+        errors.append(nme(guess, truth, layout, norm, boxes))
+        points.append(guess)
     per_image = torch.cat(errors)
     return {**summarise(per_image, threshold), "per_image": per_image, "predictions": torch.cat(points), "norm": norm}

@@ -1,0 +1,71 @@
+"""The replicate statistics against hand-computed values."""
+import math
+
+import pytest
+
+from landmarks.evaluation.replicates import Replicates, compare, pooled_std
+
+
+def test_mean_and_sample_std_by_hand():
+    r = Replicates([0.01, 0.02, 0.03])
+    assert r.mean == pytest.approx(0.02)
+    assert r.std == pytest.approx(0.01)          # sqrt((1e-4 + 0 + 1e-4) / 2)
+    assert r.format() == "2.00 \u00b1 1.00"
+    assert Replicates([0.0375]).format() == "3.75" and Replicates([0.0375]).std == 0.0
+
+
+def test_pooled_std_by_hand():
+    a, b = Replicates([1.0, 3.0]), Replicates([2.0, 4.0, 6.0])   # variances 2 and 4
+    assert pooled_std(a, b) == pytest.approx(math.sqrt((1 * 2 + 2 * 4) / 3))
+
+
+def test_effect_needs_twice_the_pooled_std():
+    a, b = [1.0, 2.0, 3.0], [3.0, 4.0, 5.0]       # s_p = 1, difference -2: exactly 2 s_p, not beyond
+    result = compare(a, b)
+    assert result.difference == pytest.approx(-2.0) and result.pooled_std == pytest.approx(1.0)
+    assert not result.effect and result.verdict().startswith("within noise")
+    assert compare(a, [3.1, 4.1, 5.1]).effect and compare(a, [3.1, 4.1, 5.1]).verdict().startswith("lower")
+    assert compare([3.1, 4.1, 5.1], a).verdict(higher="worse").startswith("worse")
+
+
+def test_one_seed_is_never_an_effect():
+    assert not compare([0.03], [0.05]).effect
+    assert not compare([0.03], [0.05, 0.051]).effect
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="at least one"):
+        Replicates([])
+    with pytest.raises(ValueError, match="non-finite"):
+        Replicates([0.1, float("nan")])
+
+
+def test_mean_face_baseline_by_hand():
+    """Two training shapes average to a known shape; its NME on a test face is computed by hand."""
+    import torch
+    from torch.utils.data import Dataset
+
+    from landmarks.data.layouts import get_layout
+    from landmarks.evaluation.loop import mean_face_baseline
+    from landmarks.evaluation.metrics import nme
+
+    layout = get_layout("300w")
+    base = torch.rand(68, 2) * 60 + 30
+    train = torch.stack([base - 2.0, base + 2.0])            # mean = base
+
+    class Faces(Dataset):
+        def __init__(self, shapes):
+            self.shapes, self.layout = shapes, layout
+
+        def __len__(self):
+            return len(self.shapes)
+
+        def __getitem__(self, i):
+            return {"landmarks": self.shapes[i], "image": torch.zeros(3, 8, 8)}
+
+    shifted = base + torch.tensor([3.0, 4.0])                # every point 5 px away from the mean
+    result = mean_face_baseline(train, Faces(torch.stack([base, shifted])))
+    iod = float(nme(base[None] + torch.tensor([5.0, 0.0]), base[None], layout)) / 5.0  # 1 / inter-ocular
+    assert result["per_image"][0] == pytest.approx(0.0, abs=1e-6)
+    assert result["per_image"][1] == pytest.approx(5.0 * iod, rel=1e-5)
+    assert torch.allclose(result["predictions"][1], base)
