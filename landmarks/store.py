@@ -154,6 +154,14 @@ class Results:
         index = 0 if seed is None else self.seeds.index(seed)
         return History.from_dict(self.histories[index] if index < len(self.histories) else None)
 
+    def curves(self, key: str) -> list[list[float]]:
+        """Every seed's history column ``key`` (records without it skipped), in the order of ``seeds``:
+        the validation curves of a training (``"val_nme"``) or the per-round scores of a self-training."""
+        curves = [[float(r[key]) for r in self.history(seed) if key in r] for seed in self.seeds]
+        if not any(curves):
+            raise KeyError(f"{self.experiment}: no history records with {key!r}")
+        return curves
+
     def for_seed(self, seed: int) -> dict[str, float]:
         index = self.seeds.index(seed)
         return {key: values[index] for key, values in self.metrics.items()}

@@ -69,3 +69,18 @@ def test_mean_face_baseline_by_hand():
     assert result["per_image"][0] == pytest.approx(0.0, abs=1e-6)
     assert result["per_image"][1] == pytest.approx(5.0 * iod, rel=1e-5)
     assert torch.allclose(result["predictions"][1], base)
+
+
+def test_book_domains_render_and_differ_from_studio_as_declared():
+    from landmarks.book.domains import BOOK_DOMAINS, book_domain
+    from landmarks.data.synthetic import DOMAINS, SyntheticFaces
+
+    assert book_domain("studio") == "studio"
+    with pytest.raises(ValueError, match="unknown domain 'nowhere'"):
+        book_domain("nowhere")
+    assert BOOK_DOMAINS["occluded"].occluder_prob == 1.0 and DOMAINS["studio"].occluder_prob == 0.0
+    faces = SyntheticFaces(book_domain("occluded"), 64, length=4, seed=0)
+    hidden = sum(int((~faces[i]["visible"]).sum()) for i in range(len(faces)))
+    assert faces[0]["domain"] == "occluded" and hidden > 0      # every face has an occluder: some points hidden
+    for name, domain in BOOK_DOMAINS.items():
+        assert domain.name == name and name not in DOMAINS      # declared, not added to the library's registry

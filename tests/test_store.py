@@ -144,3 +144,14 @@ def test_make_checkpoints_shards_are_disjoint_and_cover_every_experiment():
     for name in everything:  # an experiment comes after the ones it starts from
         assert all(everything.index(required) < everything.index(name) for required in STORE[name].requires
                    if required in everything), name
+
+
+def test_results_curves_are_every_seeds_history_column():
+    from landmarks.store import Results
+
+    histories = [{"records": [{"epoch": 1, "val_nme": 0.3}, {"epoch": 2}, {"epoch": 3, "val_nme": 0.1}]},
+                 {"records": [{"epoch": 1, "val_nme": 0.4}, {"epoch": 2, "val_nme": 0.2}]}]
+    results = Results("x", "02", "quick", [3, 5], {"nme": [0.1, 0.2]}, {}, "", histories)
+    assert results.curves("val_nme") == [[0.3, 0.1], [0.4, 0.2]]
+    with pytest.raises(KeyError, match="no history records"):
+        results.curves("pseudo_nme")

@@ -36,6 +36,8 @@ def test_stored_model_reproduces_its_stored_metrics(path):
     assert stored.command, "the command that made the model is stored"
     results = STORE.results(name, QUICK, train=False)
     assert results.for_seed(stored.seed) == stored.metrics, "the results file and the weights agree"
+    if stored.seed != experiment.seeds_for(QUICK)[0]:
+        return  # other seeds kept for a dependent experiment: loaded and matched above; the first is re-scored
     metrics = experiment.evaluate(stored.detector, QUICK)
     assert set(metrics) == set(stored.metrics)
     # Two instances with equal weights differ by ~1e-5 in their outputs (CPU kernels pick different

@@ -122,7 +122,8 @@ def training_shapes(profile: Profile):
 def test_faces(profile: Profile, domain: str = "studio") -> MemoryDataset:
     """The book's test faces (seed 101) of ``domain``: ``studio`` or one of :data:`HARD_DOMAINS`."""
     _, test = book_data(profile)
-    return MemoryDataset(SyntheticFaces(book_domain(domain), profile.image_size, length=test.length, seed=test.seed))
+    faces = SyntheticFaces(book_domain(domain), profile.image_size, length=test.length, seed=test.seed)
+    return MemoryDataset(faces, keys=("image", "landmarks", "box", "visible"))
 
 
 def own_maps_only(detector: Detector) -> Detector:
