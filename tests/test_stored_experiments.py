@@ -42,5 +42,9 @@ def test_stored_model_reproduces_its_stored_metrics(path):
     assert set(metrics) == set(stored.metrics)
     # Two instances with equal weights differ by ~1e-5 in their outputs (CPU kernels pick different
     # code paths by memory layout); a metric of one black image moves by up to ~1e-3 of its value.
+    # A failure rate counts faces above an NME threshold, so a face within that noise of the
+    # threshold can flip (measured: one indoor face of tmd_translation_curriculum at NME 0.0999994):
+    # an FR may differ by one face of the quick profile's 200 test faces, every other metric may not.
     for key, value in metrics.items():
-        assert value == pytest.approx(stored.metrics[key], rel=3e-3, abs=1e-5), key
+        one_face = 1 / QUICK.test_images + 1e-9 if key.split("/")[0].startswith("fr") else 1e-5
+        assert value == pytest.approx(stored.metrics[key], rel=3e-3, abs=one_face), key
