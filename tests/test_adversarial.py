@@ -84,6 +84,8 @@ def test_discriminator_learns_to_tell_rendered_from_uniform_maps():
 def test_bad_settings_raise():
     with pytest.raises(ValueError):
         AdversarialSettings(epochs=0)
+    with pytest.raises(ValueError, match="decay"):
+        AdversarialSettings(decay_epochs=(0,))
     with pytest.raises(ValueError, match="no training batch"):
         train_adversarial(_detector(Recombinator(3, 16)), PatchGAN(3, 16), _faces(2, 0), None,
                           AdversarialSettings(batch_size=4), progress=False)
@@ -93,11 +95,12 @@ def test_bad_settings_raise():
 
 def _run(checkpoint_dir, epochs, unlabelled=5):
     """A tiny adversarial run from fixed initial weights (dropout and D's input noise on), with 5
-    unlabelled faces for batches of 4: the extra stream wraps around within an epoch."""
+    unlabelled faces for batches of 4: the extra stream wraps around within an epoch. Both learning
+    rates are halved after epoch 2."""
     torch.manual_seed(7)
     generator, discriminator = Recombinator(3, divisor=16, dropout=0.2), PatchGAN(3, divisor=16, noise=0.1)
     settings = AdversarialSettings(epochs=epochs, batch_size=4, lr=1e-3, d_lr=1e-3, weight=0.5, seed=3,
-                                   records_per_epoch=2)
+                                   records_per_epoch=2, decay_epochs=(2,), decay=0.5)
     history = train_adversarial(_detector(generator), discriminator, _faces(16, 1), _faces(unlabelled, 2), settings,
                                 progress=False, checkpoint_dir=checkpoint_dir)
     return generator, discriminator, history
@@ -111,7 +114,11 @@ def test_interrupted_adversarial_run_resumes_bit_for_bit(tmp_path):
     straight_g, straight_d, straight_history = _run(tmp_path / "straight", epochs=3)
     _run(tmp_path / "stopped", epochs=1)
     state = checkpoints.load_checkpoint(tmp_path / "stopped" / CHECKPOINT_NAME, kind="training")
-    assert state["epoch"] == 1 and set(state["update_step"]) == {"discriminator", "optimizer"}
+    assert state["epoch"] == 1 and set(state["update_step"]) == {"discriminator", "optimizer", "scheduler"}
+    # after 3 epochs both rates were halved once (after epoch 2), the discriminator's too
+    state = checkpoints.load_checkpoint(tmp_path / "straight" / CHECKPOINT_NAME, kind="training")
+    assert state["update_step"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
     resumed_g, resumed_d, resumed_history = _run(tmp_path / "stopped", epochs=3)  # fresh networks, loaded
     for straight, resumed in ((straight_g, resumed_g), (straight_d, resumed_d)):
         a, b = straight.state_dict(), resumed.state_dict()

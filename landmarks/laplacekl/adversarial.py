@@ -66,6 +66,8 @@ class AdversarialSettings:
         epochs: passes over the labelled data.
         batch_size: labelled images per step (and as many unlabelled ones, when there are any).
         lr: Adam step of the generator (the paper: 1e-3).
+        decay_epochs, decay: both learning rates are multiplied by ``decay`` after each listed epoch
+            (the paper drops neither; a short CPU run needs the drop to settle).
         d_lr: Adam step of the discriminator.
         weight: weight of the adversarial term in the generator's loss (lost in our text copy;
             chosen by a sweep in chapter 7).
@@ -79,6 +81,8 @@ class AdversarialSettings:
     epochs: int = 2
     batch_size: int = 16
     lr: float = 1e-3
+    decay_epochs: tuple[int, ...] = ()
+    decay: float = 0.1
     d_lr: float = 2e-4
     weight: float = 0.1
     betas: tuple[float, float] = (0.5, 0.999)
@@ -92,6 +96,8 @@ class AdversarialSettings:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.weight < 0 or self.lr <= 0 or self.d_lr <= 0:
             raise ValueError("weight must be >= 0 and the learning rates positive")
+        if not 0 < self.decay <= 1 or any(e < 1 for e in self.decay_epochs):
+            raise ValueError(f"decay must be in (0, 1] and decay_epochs positive, got {self.decay}, {self.decay_epochs}")
 
 
 def discriminator_scale(kind: str, gt_scale: float) -> float:
@@ -131,19 +137,23 @@ class AdversarialStep(Step):
             acts on ``G``, the supervised control).
         d_lr: Adam step of the discriminator.
         betas: Adam's betas of both optimisers (the generator's is fit's, made by :meth:`optimizer`).
+        decay_epochs, decay: the discriminator's step decay (fit applies the same to the generator's).
 
     fit's task (the detector's :class:`~landmarks.codecs.tasks.SoftargmaxTask`) gives the supervised
     loss and the real and fake maps.
     """
 
     def __init__(self, discriminator: nn.Module, unlabelled: Dataset | None = None, weight: float = 0.1,
-                 d_lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)) -> None:
+                 d_lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), decay_epochs: Sequence[int] = (),
+                 decay: float = 0.1) -> None:
         if weight < 0 or not d_lr > 0:
             raise ValueError(f"weight must be >= 0 and d_lr positive, got {weight}, {d_lr}")
         self.discriminator = discriminator
         self.extra_data = unlabelled if unlabelled is not None and len(unlabelled) > 0 else None
         self.weight, self.d_lr, self.betas = float(weight), float(d_lr), tuple(betas)
+        self.decay_epochs, self.decay = [int(e) for e in decay_epochs], float(decay)
         self.d_optimizer: torch.optim.Optimizer | None = None
+        self.d_scheduler: torch.optim.lr_scheduler.MultiStepLR | None = None
 
     def optimizer(self, parameters: Sequence[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(parameters, lr=lr, betas=self.betas, weight_decay=weight_decay)
@@ -152,6 +162,7 @@ class AdversarialStep(Step):
         self.discriminator.to(context.device)
         context.synchronise(self.discriminator)
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=self.betas)
+        self.d_scheduler = torch.optim.lr_scheduler.MultiStepLR(self.d_optimizer, self.decay_epochs, self.decay)
 
     def start_epoch(self, context: StepContext) -> None:
         self.discriminator.train()
@@ -188,17 +199,22 @@ class AdversarialStep(Step):
 
     def end_epoch(self, context: StepContext) -> None:
         context.synchronise(self.discriminator, parameters=False)  # rank 0's batch-norm statistics
+        self.d_scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.d_optimizer.state_dict()}
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.d_optimizer.state_dict(),
+                "scheduler": self.d_scheduler.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
         self.d_optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # checkpoints written before the discriminator had a schedule
+            self.d_scheduler.load_state_dict(state["scheduler"])
 
     def config(self) -> dict[str, Any]:
         return {"discriminator": type(self.discriminator).__name__, "weight": self.weight, "d_lr": self.d_lr,
-                "betas": list(self.betas), "unlabelled": len(self.extra_data) if self.extra_data is not None else 0}
+                "betas": list(self.betas), "decay_epochs": self.decay_epochs, "decay": self.decay,
+                "unlabelled": len(self.extra_data) if self.extra_data is not None else 0}
 
 
 def train_adversarial(detector: "Detector", discriminator: nn.Module, labelled: Dataset,
@@ -214,8 +230,9 @@ def train_adversarial(detector: "Detector", discriminator: nn.Module, labelled: 
     ``FloatingPointError`` on a non-finite loss (naming the component).
     """
     s = settings
-    step = AdversarialStep(discriminator, unlabelled, s.weight, s.d_lr, s.betas)
+    step = AdversarialStep(discriminator, unlabelled, s.weight, s.d_lr, s.betas, s.decay_epochs, s.decay)
     history = fit(detector, labelled, val_data, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
+                  decay_epochs=s.decay_epochs, decay=s.decay,
                   records_per_epoch=s.records_per_epoch, step=step, checkpoint_dir=checkpoint_dir, resume=resume,
                   num_workers=num_workers, device=device, progress=progress, config=config)
     detector.model.eval()
