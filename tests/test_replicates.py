@@ -25,6 +25,9 @@ def test_effect_needs_twice_the_pooled_std():
     assert result.difference == pytest.approx(-2.0) and result.pooled_std == pytest.approx(1.0)
     assert not result.effect and result.verdict().startswith("within noise")
     assert compare(a, [3.1, 4.1, 5.1]).effect and compare(a, [3.1, 4.1, 5.1]).verdict().startswith("lower")
+    # one seed on a side: never an effect, and the verdict says so with the difference in points
+    single = compare([0.0450], [0.0436, 0.0497, 0.0487])
+    assert not single.effect and single.verdict() == "one seed, not compared (-0.23 points)"
     assert compare([3.1, 4.1, 5.1], a).verdict(higher="worse").startswith("worse")
 
 

@@ -42,6 +42,14 @@ def experiment(name: str, chapter: str, settings: Callable[[Profile], Mapping[st
     return STORE.add(Experiment(name, chapter, settings, train, evaluate, **options))
 
 
+def first_seeds(count: int) -> Callable[[Profile], tuple[int, ...]]:
+    """The profile's first ``count`` seeds: for experiments that the CPU budget of the session that
+    stored them did not allow to replicate fully (each chapter says which, and shows the seeds)."""
+    def seeds(profile: Profile) -> tuple[int, ...]:
+        return tuple(profile.seeds[:count])
+    return seeds
+
+
 def first_seed(profile: Profile) -> tuple[int, ...]:
     """The profile's first seed only: the experiments of chapters 5-9, whose comparisons are not yet
     replicated (their redesign with seeds is the next step), store one run each."""

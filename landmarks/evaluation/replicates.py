@@ -83,6 +83,7 @@ class Comparison:
     pooled_std: float
     threshold: float
     effect: bool
+    replicated: bool = True
 
     @property
     def ratio(self) -> float:
@@ -92,7 +93,10 @@ class Comparison:
         return abs(self.difference) / self.pooled_std
 
     def verdict(self, lower: str = "lower", higher: str = "higher") -> str:
-        """``"lower (4.1 s_p)"``, ``"higher (2.3 s_p)"`` or ``"within noise (0.8 s_p)"``."""
+        """``"lower (4.1 s_p)"``, ``"higher (2.3 s_p)"``, ``"within noise (0.8 s_p)"``, or, when a side
+        has one seed, ``"one seed, not compared (-0.12 points)"`` (the difference in percentage points)."""
+        if not self.replicated:
+            return f"one seed, not compared ({100 * self.difference:+.2f} points)"
         ratio = "inf" if math.isinf(self.ratio) else f"{self.ratio:.1f}"
         if not self.effect:
             return f"within noise ({ratio} s_p)"
@@ -107,5 +111,6 @@ def compare(a: Replicates | Sequence[float], b: Replicates | Sequence[float], th
     a = a if isinstance(a, Replicates) else Replicates(a)
     b = b if isinstance(b, Replicates) else Replicates(b)
     difference, spread = a.mean - b.mean, pooled_std(a, b)
-    effect = a.n >= 2 and b.n >= 2 and abs(difference) > threshold * spread
-    return Comparison(difference, spread, threshold, effect)
+    replicated = a.n >= 2 and b.n >= 2
+    effect = replicated and abs(difference) > threshold * spread
+    return Comparison(difference, spread, threshold, effect, replicated)
