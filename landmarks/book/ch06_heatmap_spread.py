@@ -16,7 +16,7 @@ test faces by :func:`measure`:
   main runs' sizes, so its point at the chosen values is ``ch06_laplace_kl`` itself
   (:func:`sweep_experiment`) and the duplicate name is left to chapter ``"06-full"``.
 
-Every experiment is trained with the profile's seeds (three replicates).
+Every experiment is trained with the profile's seeds (three replicates), except those in :data:`FEWER_SEEDS`.
 """
 from __future__ import annotations
 
