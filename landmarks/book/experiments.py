@@ -21,7 +21,7 @@ from landmarks.evaluation.loop import evaluate
 from landmarks.profile import Profile
 from landmarks.store import Experiment, Store, Trained
 
-__all__ = ["STORE", "store_root", "book_data", "scores", "experiment", "first_seed"]
+__all__ = ["STORE", "store_root", "book_data", "scores", "experiment", "first_seed", "first_seeds"]
 
 ENV_VARIABLE = "LANDMARKS_STORE"
 
