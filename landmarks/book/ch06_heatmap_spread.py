@@ -149,7 +149,7 @@ def _train(loss: str, s: SpreadSettings, divisor: int, images: int, epochs: int,
 
 #: Experiments stored with fewer than the profile's seeds (the session's CPU budget ran out): name ->
 #: how many of the profile's seeds.
-FEWER_SEEDS = {"ch06_size_d4": 1, "ch06_sweep_t100_b050": 2, "ch06_sweep_t100_b200": 2}
+FEWER_SEEDS = {"ch06_size_d4": 2, "ch06_sweep_t100_b050": 2, "ch06_sweep_t100_b200": 2}
 
 
 def _register(name: str, chapter: str, loss: str, configure: Configure, label: str, keep: str = "first") -> None:
