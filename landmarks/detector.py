@@ -342,12 +342,14 @@ def _half_copy(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def round_to_half(model: nn.Module) -> nn.Module:
-    """Round every floating-point parameter and buffer to the nearest float16 value (kept float32).
+    """Round every floating-point tensor of the state dict to the nearest float16 value (kept float32).
 
     Stored models are saved in half precision; rounding *before* they are evaluated makes the stored
-    metrics exactly those of the weights a reader loads.
+    metrics exactly those of the weights a reader loads. Only what is saved is rounded: buffers that
+    are not part of the state dict (the input normalisation's constants) are rebuilt exactly on load,
+    so they stay exact here too.
     """
-    for tensor in [*model.parameters(), *model.buffers()]:
+    for tensor in model.state_dict().values():
         if tensor.is_floating_point():
             tensor.copy_(tensor.half().float())
     return model

@@ -62,6 +62,26 @@ def test_train_save_and_reload_gives_identical_predictions(tmp_path):
         torch.testing.assert_close(weights[name], value.half().float(), rtol=0, atol=0)
 
 
+def test_rounded_to_half_predicts_exactly_what_the_half_file_predicts(tmp_path):
+    # the store rounds a trained model before scoring it, so the stored metrics are those of the file;
+    # the input normalisation's constants are not in the file, and must not be rounded either
+    from landmarks.detector import round_to_half
+
+    torch.manual_seed(0)
+    detector = build_detector(ModelSpec("coordinate", num_points=5, num_neighbours=0, image_size=64))
+    detector.model.eval()
+    exact = {name: buffer.clone() for name, buffer in detector.model.named_buffers()
+             if name not in detector.model.state_dict()}
+    assert exact, "the backbone's normalisation constants are buffers outside the state dict"
+    round_to_half(detector.model)
+    for name, buffer in detector.model.named_buffers():
+        if name in exact:
+            assert torch.equal(buffer, exact[name])
+    loaded = Detector.load(detector.save(tmp_path / "half.pt", half=True))
+    images = torch.rand(3, 3, 64, 64)
+    assert torch.equal(loaded.predict(images), detector.predict(images))
+
+
 def test_modifiers_and_custom_layouts_survive_the_file(tmp_path):
     layout = custom_layout(5, name="five", flip_pairs=[(0, 1), (3, 4)], outer_eye_corners=(0, 1))
     spec = ModelSpec("pip", num_points=5, num_neighbours=0, image_size=64, layout="300w")
