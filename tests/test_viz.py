@@ -5,6 +5,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import re  # noqa: E402
+import shutil  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -151,3 +154,48 @@ def test_face_grid_titles_scale_with_the_panel_and_fit_it():
     assert viz.face_grid(images, titles=["a", "b", "c"], title_size=20).axes[0].title.get_fontsize() == 20
     with pytest.raises(ValueError):
         viz.face_grid(images, titles=["a", "b"])
+
+
+def _explorer_frames():
+    # three distinct tiny payloads; the explorer treats them as opaque PNG bytes
+    return {("jaw (4)", "none"): b"first", ("chin (8)", "none"): b"second", ("jaw (4)", "3 x 3"): b"third"}
+
+
+def test_the_explorer_embeds_every_frame_once_and_offers_each_choice():
+    import base64
+    import re
+
+    from landmarks.plots.figures import explorer_html
+
+    page = explorer_html(_explorer_frames(), ["landmark", "smoothing"], "Align Loss surfaces")
+    for png in _explorer_frames().values():
+        assert page.count(base64.b64encode(png).decode()) == (2 if png == b"first" else 1)  # the first is also shown
+    lists = re.findall(r"<select[^>]*>(.*?)</select>", page)
+    assert [re.findall(r'value="([^"]+)"', options) for options in lists] == [["jaw (4)", "chin (8)"], ["none", "3 x 3"]]
+    assert re.findall(r'<option value="([^"]+)" selected>', page) == ["jaw (4)", "none"]
+    assert "<figcaption>Align Loss surfaces</figcaption>" in page
+    with pytest.raises(ValueError, match="at least one frame"):
+        explorer_html({}, ["landmark"], "x")
+    with pytest.raises(ValueError, match="2 components"):
+        explorer_html({("a",): b"x"}, ["landmark", "smoothing"], "x")
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="needs headless Chromium (apt-get install chromium)")
+def test_the_explorer_swaps_the_image_in_a_browser(tmp_path):
+    import base64
+    import subprocess
+
+    from landmarks.plots.figures import explorer_html
+
+    browser = next(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b))
+    choose = ("<script>const lists = document.querySelectorAll('select');"
+              "lists[0].value = 'chin (8)'; lists[0].dispatchEvent(new Event('change'));</script>")
+    page = tmp_path / "explorer.html"
+    page.write_text("<html><body>" + explorer_html(_explorer_frames(), ["landmark", "smoothing"], "caption")
+                    + choose + "</body></html>")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    shown = re.search(r'<img id="[^"]+-image"[^>]*src="([^"]+)"', dom)
+    assert shown and shown.group(1) == "data:image/png;base64," + base64.b64encode(b"second").decode()

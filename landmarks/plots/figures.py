@@ -27,7 +27,7 @@ TARGET_STYLE = dict(c="lime", marker="o", s=14, edgecolors="black", linewidths=0
 PRED_STYLE = dict(c="red", marker="x", s=16, linewidths=1.0, label="prediction")
 
 __all__ = ["to_display", "show_landmarks", "show_layout", "face_grid", "heatmap_overlay", "plot_ced", "markdown_table",
-           "settings_table", "TITLE_POINTS_PER_INCH"]
+           "settings_table", "figure_png", "explorer_html", "TITLE_POINTS_PER_INCH"]
 
 
 def _numpy(value) -> np.ndarray:
@@ -250,3 +250,53 @@ def settings_table(settings: object, digits: int = 4):
     rows = [{"setting": f.name, "value": getattr(settings, f.name)} for f in dataclasses.fields(settings)
             if f.repr]
     return markdown_table(rows, digits=digits)
+
+
+def figure_png(fig: Figure, dpi: int = 60) -> bytes:
+    """``fig`` as PNG bytes (and closed, so a notebook does not show it a second time)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def explorer_html(frames: Mapping[tuple[str, ...], bytes], names: Sequence[str], caption: str) -> str:
+    """A self-contained HTML figure that shows one of many pre-drawn PNG ``frames``, chosen with one
+    drop-down list per component of the frames' keys (``names`` labels the lists), under ``caption``.
+
+    It works in a static web page (a built book, no Python kernel): the images are embedded and a
+    few lines of JavaScript swap them. Every key must have ``len(names)`` components; the first key
+    is shown first. Raises ``ValueError`` on an empty ``frames`` or keys of the wrong length.
+    """
+    import base64
+    import hashlib
+    import html
+    import json
+
+    if not frames:
+        raise ValueError("explorer_html needs at least one frame")
+    keys = list(frames)
+    if any(len(key) != len(names) for key in keys):
+        raise ValueError(f"every frame key needs {len(names)} components ({list(names)}), got {keys[:3]}")
+    data = {"|".join(key): "data:image/png;base64," + base64.b64encode(png).decode() for key, png in frames.items()}
+    ident = "explorer-" + hashlib.sha1(json.dumps([caption, list(data)]).encode()).hexdigest()[:8]
+    selects = []
+    for position, name in enumerate(names):
+        options = list(dict.fromkeys(key[position] for key in keys))
+        items = "".join(f'<option value="{html.escape(o)}"{" selected" if o == keys[0][position] else ""}>'
+                        f"{html.escape(o)}</option>" for o in options)
+        selects.append(f'<label style="margin-right:1em">{html.escape(name)} '
+                       f'<select class="{ident}-choice">{items}</select></label>')
+    return (f'<figure id="{ident}"><div>{"".join(selects)}</div>'
+            f'<img id="{ident}-image" style="max-width:100%" src="{data["|".join(keys[0])]}" '
+            f'alt="{html.escape(caption)}"/><figcaption>{html.escape(caption)}</figcaption></figure>\n'
+            f"<script>(function() {{\n"
+            f"  const frames = {json.dumps(data)};\n"
+            f'  const choices = document.querySelectorAll(".{ident}-choice");\n'
+            f'  const image = document.getElementById("{ident}-image");\n'
+            f"  const show = () => {{ const key = Array.from(choices, c => c.value).join('|');\n"
+            f"    if (key in frames) {{ image.src = frames[key]; }} image.style.opacity = key in frames ? 1 : 0.3; }};\n"
+            f'  choices.forEach(c => c.addEventListener("change", show));\n'
+            f"}})();</script>")
