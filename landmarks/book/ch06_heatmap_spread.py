@@ -16,7 +16,7 @@ test faces by :func:`measure`:
   main runs' sizes, so its point at the chosen values is ``ch06_laplace_kl`` itself
   (:func:`sweep_experiment`) and the duplicate name is left to chapter ``"06-full"``.
 
-Every experiment is trained with the profile's seeds (three replicates), except those in :data:`FEWER_SEEDS`.
+Every experiment is trained with the profile's seeds (three replicates).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from landmarks.book.experiments import experiment, first_seeds
+from landmarks.book.experiments import experiment
 from landmarks.codecs.softargmax import mean_absolute_deviation
 from landmarks.codecs.tasks import SoftargmaxTask
 from landmarks.data.synthetic import SyntheticData
@@ -37,7 +37,7 @@ from landmarks.store import Trained
 from landmarks.training.loop import fit
 
 __all__ = ["SpreadSettings", "spread_settings", "LOSSES", "LABELS", "measure", "train_data", "test_data",
-           "make_task", "spread_detector", "sweep_name", "sweep_points", "sweep_experiment", "sweep_same_as_main", "NARROW_LR", "FEWER_SEEDS"]
+           "make_task", "spread_detector", "sweep_name", "sweep_points", "sweep_experiment", "sweep_same_as_main", "NARROW_LR"]
 
 #: Experiment name -> loss of the task.
 LOSSES = {"ch06_softargmax": "softargmax-l1", "ch06_laplace_kl": "laplace-kl", "ch06_gaussian_kl": "gaussian-kl"}
@@ -147,14 +147,8 @@ def _train(loss: str, s: SpreadSettings, divisor: int, images: int, epochs: int,
     return Trained(detector, history)
 
 
-#: Experiments stored with fewer than the profile's seeds (the session's CPU budget ran out): name ->
-#: how many of the profile's seeds.
-FEWER_SEEDS = {"ch06_size_d4": 2, "ch06_sweep_t100_b050": 2, "ch06_sweep_t100_b200": 2}
-
-
 def _register(name: str, chapter: str, loss: str, configure: Configure, label: str, keep: str = "first") -> None:
-    experiment(name, chapter, seeds=first_seeds(FEWER_SEEDS[name]) if name in FEWER_SEEDS else None,
-               settings=lambda profile: _settings(loss, *configure(profile)),
+    experiment(name, chapter, settings=lambda profile: _settings(loss, *configure(profile)),
                train=lambda profile, seed, progress: _train(loss, *configure(profile), seed, progress),
                evaluate=lambda detector, profile: measure(detector, test_data(configure(profile)[0])),
                build=lambda profile: spread_detector(loss, *configure(profile)[:2]),

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from landmarks.book.ch06_heatmap_spread import make_task, measure, spread_settings, test_data
-from landmarks.book.experiments import experiment, first_seeds
+from landmarks.book.experiments import experiment
 from landmarks.data.synthetic import SyntheticData
 from landmarks.detector import Detector, architecture, build_network
 from landmarks.laplacekl.adversarial import (AdversarialSettings, adversarial_pair, fake_heatmaps, real_heatmaps,
@@ -42,7 +42,7 @@ from landmarks.profile import PROFILES, Profile
 from landmarks.store import Trained
 
 __all__ = ["AdversarialChapterSettings", "adversarial_settings", "run_name", "labelled_data", "unlabelled_data",
-           "pair_detector", "discriminator_scores", "evaluate_pair", "LOSS", "FEWER_SEEDS"]
+           "pair_detector", "discriminator_scores", "evaluate_pair", "LOSS"]
 
 #: The loss of every run: the paper's semi-supervised model is LaplaceKL + D.
 LOSS = "laplace-kl"
@@ -176,11 +176,6 @@ def _train(profile: Profile, seed: int, progress: bool, unlabelled: int | None) 
     return Trained(detector, history)
 
 
-#: Experiments stored with fewer than the profile's seeds (the session's CPU budget ran out): name ->
-#: how many of the profile's seeds.
-FEWER_SEEDS = {"ch07_laplace_u3200": 2}
-
-
 def _register_all() -> None:
     defaults = AdversarialChapterSettings()
     pools = list(dict.fromkeys(c for p in (defaults, *map(adversarial_settings, PROFILES.values()))
@@ -194,8 +189,7 @@ def _register_all() -> None:
         experiment(run_name(count), chapter,
                    settings=lambda profile, c=count: _settings(profile, c),
                    train=lambda profile, seed, progress, c=count: _train(profile, seed, progress, c),
-                   evaluate=evaluate_pair, build=pair_detector, label=label,
-                   seeds=first_seeds(FEWER_SEEDS[run_name(count)]) if run_name(count) in FEWER_SEEDS else None)
+                   evaluate=evaluate_pair, build=pair_detector, label=label)
 
 
 _register_all()

@@ -21,7 +21,7 @@ from landmarks.evaluation.loop import evaluate
 from landmarks.profile import Profile
 from landmarks.store import Experiment, Store, Trained
 
-__all__ = ["STORE", "store_root", "book_data", "scores", "experiment", "first_seed", "first_seeds"]
+__all__ = ["STORE", "store_root", "book_data", "scores", "experiment", "first_seed"]
 
 ENV_VARIABLE = "LANDMARKS_STORE"
 
@@ -42,17 +42,9 @@ def experiment(name: str, chapter: str, settings: Callable[[Profile], Mapping[st
     return STORE.add(Experiment(name, chapter, settings, train, evaluate, **options))
 
 
-def first_seeds(count: int) -> Callable[[Profile], tuple[int, ...]]:
-    """The profile's first ``count`` seeds: for experiments that the CPU budget of the session that
-    stored them did not allow to replicate fully (each chapter says which, and shows the seeds)."""
-    def seeds(profile: Profile) -> tuple[int, ...]:
-        return tuple(profile.seeds[:count])
-    return seeds
-
-
 def first_seed(profile: Profile) -> tuple[int, ...]:
-    """The profile's first seed only: the experiments of chapters 5-9, whose comparisons are not yet
-    replicated (their redesign with seeds is the next step), store one run each."""
+    """The profile's first seed only: for runs a chapter shows as an illustration and compares with
+    nothing (chapter 2's unaugmented models)."""
     return tuple(profile.seeds[:1])
 
 
