@@ -20,8 +20,10 @@ that are missing; :meth:`Store.model` returns one seed's stored model (a :class:
 training it when its weights are missing. A result is *up to date* when its stored settings equal
 the experiment's settings for the profile; otherwise it is trained again, every seed. Weights are
 rounded to float16 before the evaluation, so stored metrics are those of the weights a reader
-loads. Training one experiment holds a lock file, so several processes (``make checkpoints`` on
-disjoint subsets) never train the same experiment twice at once::
+loads. Training one seed holds a lock file for that seed (and writing the results file one for the
+experiment), so several processes (``make checkpoints`` run twice) never train the same seed twice
+at once, and share the seeds of one experiment: a process skips a seed that another one is training,
+and waits for it only when it has nothing else of the experiment left to train::
 
     store = Store(root)
     store.add(Experiment("pip_s32", "02", settings, train, evaluate, seeds=(0, 1, 2)))
@@ -311,20 +313,26 @@ class Store:
             return self.load(name, seed, profile)
         except (FileNotFoundError, StaleResult):
             pass
-        with self._lock(name, profile):
+        with self._lock(name, profile, seed):
             try:  # another process may have made it while this one waited
                 return self.load(name, seed, profile)
             except (FileNotFoundError, StaleResult):
                 return self._train(name, seed, profile, progress)
 
     def results(self, name: str, profile: Profile | None = None, progress: bool = True, train: bool = True,
-                retrain: bool = False) -> Results:
+                retrain: bool = False, seeds: Sequence[int] | None = None) -> Results:
         """Every seed's results of ``name``; the missing seeds are trained first (``train=False``:
         ``FileNotFoundError`` instead; ``retrain=True``: every seed is trained again, and replaces its
-        stored entry as it finishes)."""
+        stored entry as it finishes). ``seeds``: only these of the profile's seeds (another process
+        makes the others)."""
         profile = profile or current()
         experiment = self[name]
         wanted = experiment.seeds_for(profile)
+        if seeds is not None:
+            unknown = sorted(set(seeds) - set(wanted))
+            if unknown:
+                raise ValueError(f"{name!r}: seeds {unknown} are not among the profile's {list(wanted)}")
+            wanted = tuple(seed for seed in wanted if seed in seeds)
 
         def missing_seeds() -> list[int]:
             stored = self.stored_results(name, profile)
@@ -336,10 +344,11 @@ class Store:
             raise FileNotFoundError(f"{self.results_path(name, profile)}: seeds {todo} of {name!r} are not "
                                     "stored; run `make checkpoints`")
         if todo:
-            with self._lock(name, profile):
-                # another process may have trained some seeds while this one waited for the lock
-                for seed in (todo if retrain else missing_seeds()):
-                    self._train(name, seed, profile, progress)
+            # seeds another process is training are skipped at first and waited for at the end
+            busy = [seed for seed in todo if not self._train_if_free(name, seed, profile, progress, retrain,
+                                                                      missing_seeds, wait=False)]
+            for seed in busy:
+                self._train_if_free(name, seed, profile, progress, False, missing_seeds, wait=True)
         results = self.stored_results(name, profile)
         assert results is not None
         order = [results.seeds.index(s) for s in wanted]
@@ -347,6 +356,17 @@ class Store:
                        {k: [v[i] for i in order] for k, v in results.metrics.items()}, results.settings,
                        results.command, [results.histories[i] for i in order if i < len(results.histories)],
                        results.label)
+
+    def _train_if_free(self, name: str, seed: int, profile: Profile, progress: bool, retrain: bool,
+                       missing: Callable[[], list[int]], wait: bool) -> bool:
+        """Train ``seed`` under its lock if it is (still) missing, or always with ``retrain``; ``False``
+        without waiting when ``wait`` is false and another process holds the lock."""
+        with self._lock(name, profile, seed, wait=wait) as held:
+            if not held:
+                return False
+            if retrain or seed in missing():
+                self._train(name, seed, profile, progress)
+            return True
 
     def _train(self, name: str, seed: int, profile: Profile, progress: bool) -> StoredModel:
         experiment = self[name]
@@ -362,7 +382,8 @@ class Store:
             detector.save(self.weights_path(name, seed, profile), history, half=True, metrics=metrics,
                           settings=settings, seed=seed, experiment=name, command=command,
                           train_seconds=time.perf_counter() - start)
-        self._record(experiment, profile, seed, metrics, history, settings, command)
+        with self._lock(name, profile):
+            self._record(experiment, profile, seed, metrics, history, settings, command)
         return StoredModel(name, seed, detector, metrics, history, settings, command)
 
     def _record(self, experiment: Experiment, profile: Profile, seed: int, metrics: Mapping[str, float],
@@ -387,15 +408,22 @@ class Store:
         _write_json(path, results.to_json())
 
     @contextlib.contextmanager
-    def _lock(self, name: str, profile: Profile) -> Iterator[None]:
-        """An exclusive lock on one experiment's files, across processes (POSIX ``flock``)."""
-        path = self.root / "results" / profile.name / f".{name}.lock"
+    def _lock(self, name: str, profile: Profile, seed: int | None = None, wait: bool = True) -> Iterator[bool]:
+        """An exclusive lock across processes (POSIX ``flock``) on one seed's training, or (``seed=None``)
+        on the experiment's results file; yields ``False`` without waiting when ``wait`` is false and
+        another process holds it."""
+        suffix = "" if seed is None else f".seed{seed}"
+        path = self.root / "results" / profile.name / f".{name}{suffix}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             try:
                 import fcntl
-
-                fcntl.flock(handle, fcntl.LOCK_EX)
             except ImportError:  # not POSIX: no cross-process lock
-                pass
-            yield
+                yield True
+                return
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True

@@ -15,6 +15,9 @@ process needs it first; the other waits for it). On a 2-core machine run each wi
     python scripts/make_checkpoints.py --list
     python scripts/make_checkpoints.py [--only pip_s32 black_zeros] [--chapter 04 05] [--retrain]
     OMP_NUM_THREADS=1 python scripts/make_checkpoints.py --shard 1/2 & OMP_NUM_THREADS=1 python scripts/make_checkpoints.py --shard 2/2
+
+or on disjoint seeds of the same experiments (``--seeds 0 2`` and ``--seeds 1``); two processes given
+the same seeds share them too, one seed each at a time.
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=names, metavar="NAME", help="make only these experiments")
     parser.add_argument("--chapter", nargs="+", help="make only the experiments of these chapters (e.g. 04 05)")
     parser.add_argument("--shard", type=_shard, metavar="K/N", help="make the K-th of N disjoint subsets")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="K",
+                        help="make only these of the profile's seeds (another process makes the others)")
     parser.add_argument("--retrain", action="store_true", help="train even when the stored results are up to date")
     parser.add_argument("--list", action="store_true", help="list the experiments and their state, and exit")
     args = parser.parse_args()
@@ -85,7 +90,7 @@ def main() -> None:
           f"seeds {list(profile.seeds)} -> {STORE.root}")
     for name in selected:
         start = time.perf_counter()
-        results = STORE.results(name, profile, progress=True, retrain=args.retrain)
+        results = STORE.results(name, profile, progress=True, retrain=args.retrain, seeds=args.seeds)
         print(_line(name, results, time.perf_counter() - start), flush=True)
 
 

@@ -74,3 +74,26 @@ def test_gradient_switches_reach_the_trunk(switches, same):
     stand_in.square().sum().backward()
     g_frozen = torch.cat([p.grad.flatten() for p in model.backbone.layer1.parameters()])
     assert torch.allclose(g_full, g_frozen, atol=1e-6) == same
+
+
+def test_frozen_baseline_keeps_trunk_head_and_statistics_while_the_stages_learn():
+    torch.manual_seed(0)
+    model = finegrained_net(num_points=4, depth=18, width=0.125, stages=2, hidden=8)
+    model.freeze_baseline(True).train()
+    assert not model.backbone.training and not model.head.training and model.stages[0].training
+    assert "baseline frozen" in repr(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.SGD(trainable, lr=0.1)
+    for _ in range(3):
+        out = model(torch.randn(4, 3, 64, 64))
+        (out["points"][:, -1] - 1.0).square().sum().backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    after = model.state_dict()
+    trunk = [k for k in before if k.startswith(("backbone.", "head."))]
+    assert any("running_mean" in k for k in trunk)
+    assert all(torch.equal(before[k], after[k]) for k in trunk), "trunk, head and batch-norm statistics fixed"
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("stages.")), "stages train"
+    model.freeze_baseline(False).train()
+    assert model.backbone.training and all(p.requires_grad for p in model.parameters())

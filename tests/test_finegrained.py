@@ -134,38 +134,79 @@ def test_a_few_training_steps_lower_the_loss(faces):
 
 def test_chapter_settings_come_from_the_profile():
     from landmarks.book import STORE
-    from landmarks.book.ch09_cropnet import VARIANTS, Settings, settings
+    from landmarks.book.ch09_cropnet import BASELINE, VARIANTS, Settings, settings
     from landmarks.profile import PROFILES
 
     quick, full = settings(PROFILES["quick"]), settings(PROFILES["full"])
     assert quick == Settings(image_size=PROFILES["quick"].image_size)
-    # the paper's (Sect. 6.6): batch 64, Adam 5e-4 decayed by 0.3, weight decay 5e-4, 128-channel CropNet block
-    assert (full.image_size, full.batch_size, full.lr, full.decay, full.weight_decay, full.hidden, full.width) == \
-        (256, 64, 5e-4, 0.3, 5e-4, 128, 0.25)
+    # the paper's (Sect. 6.6): batch 64, weight decay 5e-4, 128-channel CropNet block, the baseline with
+    # Adam 1e-4 and the stages end to end with 5e-4, both decayed by 0.3
+    assert (full.image_size, full.batch_size, full.baseline_lr, full.joint_lr, full.decay, full.weight_decay,
+            full.hidden, full.width) == (256, 64, 1e-4, 5e-4, 0.3, 5e-4, 128, 0.25)
+    assert quick.hidden == 128 and full.joint_epochs > 0
     assert full.train.length == 20000 and full.test.seed == 101 and quick.train.seed == 100
+    assert STORE[BASELINE].keep == "all"
     for name, variant in VARIANTS.items():
         detector = STORE[name].build(PROFILES["quick"])
         assert detector.task.losses == variant.losses and detector.image_size == quick.image_size
         assert detector.model.num_stages == len(variant.losses) - 1
         assert (detector.model.grad_features, detector.model.grad_locations) == \
             (variant.grad_features, variant.grad_locations)
-        assert STORE[name].settings(PROFILES["full"])["settings"]["epochs"] == full.epochs
+        assert STORE[name].requires == (() if name == BASELINE else (BASELINE,))
+        request = STORE[name].settings(PROFILES["full"])["settings"]
+        assert request["baseline_epochs"] == full.baseline_epochs
+        # the later phases do not define the baseline: changing them keeps the stored baselines
+        assert ("stage_epochs" in request) == (name != BASELINE)
 
 
-def test_chapter_training_runs_both_phases_and_scores_every_output():
+def _tiny_profile(**later):
     from dataclasses import replace
 
-    from landmarks.book.ch09_cropnet import evaluate, train
     from landmarks.profile import PROFILES
 
-    tiny = replace(PROFILES["quick"], image_size=64, chapters={"09": dict(
-        train_images=24, test_images=6, epochs=2, smooth_epochs=1, batch_size=12, hidden=8)})
-    trained = train("fg_multiloss", tiny, seed=3, progress=False)
-    assert trained.history.column("epoch") == [1.0, 2.0]          # smoothed epoch 1, resumed unsmoothed epoch 2
-    assert trained.detector.task.smooth, "the detector keeps its task; only the second phase's loss is unsmoothed"
+    return replace(PROFILES["quick"], image_size=64, chapters={"09": dict(
+        train_images=24, test_images=6, baseline_epochs=2, baseline_decay_epochs=(1,), stage_epochs=2,
+        stage_decay_epochs=(1,), batch_size=12, hidden=8, **later)})
+
+
+def test_a_refined_model_starts_from_its_stored_baseline_exactly(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDMARKS_STORE", str(tmp_path))
+    from landmarks.book import STORE
+    from landmarks.book.ch09_cropnet import BASELINE, start_from_baseline
+
+    tiny = _tiny_profile()
+    start = start_from_baseline("fg_multiloss", tiny, seed=1, progress=False)   # trains the baseline first
+    baseline = STORE.load(BASELINE, seed=1, profile=tiny).detector.model.eval()
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected, out = baseline(images)["points"][:, 0], start.model.eval()(images)
+    for k in range(out["points"].shape[1]):            # every output S_0..S_3 is the baseline's estimate
+        torch.testing.assert_close(out["points"][:, k], expected, rtol=0, atol=0)
+
+
+def test_chapter_training_runs_every_phase_and_scores_every_output(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDMARKS_STORE", str(tmp_path))
+    from landmarks.book import STORE
+    from landmarks.book.ch09_cropnet import BASELINE, evaluate, train
+
+    tiny = _tiny_profile(joint_epochs=1)
+    trained = train("fg_multiloss_joint", tiny, seed=3, progress=False)
+    history = trained.history
+    assert history.column("epoch") == [1.0, 2.0, 3.0] and history.column("phase") == [0.0, 0.0, 1.0]
+    assert trained.detector.task.smooth, "the detector keeps its task; only the joint phase's loss is unsmoothed"
+    assert all(p.requires_grad for p in trained.detector.model.parameters()), "the baseline is released"
+    baseline = STORE.load(BASELINE, seed=3, profile=tiny).detector.model
+    moved = [not torch.equal(a, b.float()) for a, b in zip(trained.detector.model.backbone.parameters(),
+                                                          baseline.backbone.parameters())]
+    assert any(moved), "the joint phase trains the trunk too"
     metrics = evaluate(trained.detector.eval(), tiny)
     assert set(metrics) == {"nme", "fr", "auc", "nme/stage0", "nme/stage1", "nme/stage2", "nme/stage3"}
     assert metrics["nme"] == metrics["nme/stage3"]
-    again = train("fg_multiloss", tiny, seed=3, progress=False)
+    again = train("fg_multiloss_joint", tiny, seed=3, progress=False)
     for a, b in zip(trained.detector.model.parameters(), again.detector.model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    stages_only = train("fg_multiloss", tiny, seed=3, progress=False)           # no joint phase
+    assert stages_only.history.column("phase") == [0.0, 0.0]
+    frozen = STORE.load(BASELINE, seed=3, profile=tiny).detector.model
+    for a, b in zip(stages_only.detector.model.backbone.parameters(), frozen.backbone.parameters()):
+        torch.testing.assert_close(a, b.float(), rtol=0, atol=0)                 # the trunk did not move

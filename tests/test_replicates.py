@@ -87,3 +87,47 @@ def test_book_domains_render_and_differ_from_studio_as_declared():
     assert faces[0]["domain"] == "occluded" and hidden > 0      # every face has an occluder: some points hidden
     for name, domain in BOOK_DOMAINS.items():
         assert domain.name == name and name not in DOMAINS      # declared, not added to the library's registry
+
+
+def test_metric_rows_put_every_metric_beside_and_judge_one_column(tmp_path, monkeypatch):
+    """Two toy experiments with known per-seed metrics: the cells are their mean +- sample std, a metric
+    an experiment lacks is a dash, and only the compared column is judged against the reference."""
+    import torch
+
+    import landmarks.book.tables as tables
+    from landmarks.detector import ModelSpec, build_detector
+    from landmarks.profile import Profile
+    from landmarks.store import Experiment, Store, Trained
+    from landmarks.training.loop import History
+
+    profile = Profile(name="tiny", image_size=32, width=0.25, train_images=4, test_images=2, epochs=1,
+                      batch_size=2, seeds=(0, 1, 2))
+    spec = ModelSpec("coordinate", num_points=5, width=0.25, image_size=32)
+    scores = {"plain": {"nme": [0.040, 0.042, 0.044]},
+              "staged": {"nme/stage0": [0.040, 0.042, 0.044], "nme": [0.030, 0.031, 0.032]}}
+
+    def declare(name):
+        def train(profile, seed, progress):
+            trained = build_detector(spec)
+            with torch.no_grad():
+                trained.model.head.fc.bias[0] = seed
+            return Trained(trained, History())
+
+        def evaluate(detector, profile):
+            seed = int(detector.model.head.fc.bias[0])
+            return {key: values[seed] for key, values in scores[name].items()}
+
+        return Experiment(name, "00", settings=lambda p: {}, train=train, evaluate=evaluate, keep="all",
+                          build=lambda p: build_detector(spec))
+
+    monkeypatch.setattr(tables, "STORE", Store(tmp_path, [declare("plain"), declare("staged")]))
+    rows = tables.metric_rows({"A": "plain", "B": "staged"}, {"S_0 (%)": "nme/stage0", "last (%)": "nme"},
+                              "last (%)", reference="A", baseline=0.09, profile=profile)
+    assert [row["model"] for row in rows] == [tables.MEAN_FACE, "A", "B"]
+    assert rows[0]["last (%)"] == "9.00" and rows[0]["S_0 (%)"] == "–"
+    assert rows[1]["S_0 (%)"] == "–" and rows[1]["last (%)"] == "4.20 \u00b1 0.20" and rows[1]["seeds"] == 3
+    assert rows[2]["S_0 (%)"] == "4.20 \u00b1 0.20" and rows[2]["last (%)"] == "3.10 \u00b1 0.10"
+    # difference 1.1 points, pooled std sqrt((0.2^2 + 0.1^2) / 2) = 0.158 points: 7.0 s_p
+    assert rows[2]["against A"] == "lower (7.0 s_p)" and rows[1]["against A"] is None
+    with pytest.raises(ValueError, match="compared column"):
+        tables.metric_rows({"A": "plain"}, {"last (%)": "nme"}, "first (%)", profile=profile)

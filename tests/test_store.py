@@ -109,6 +109,34 @@ def test_more_seeds_later_trains_only_the_new_ones(tmp_path):
     assert calls == [0, 1, 2] and results.seeds == [0, 1, 2]
 
 
+def test_a_seed_another_process_trains_is_skipped_then_waited_for(tmp_path):
+    """Two ``make checkpoints`` processes share one experiment's seeds: a seed whose lock is held
+    elsewhere is left for last, waited for, and not trained again once the other process stored it."""
+    import fcntl
+    import threading
+
+    calls = []
+    store = Store(tmp_path, [toy(calls, keep="all")])
+    other = Store(tmp_path, [toy([], keep="all")])              # "another process" on the same folder
+    lock_path = tmp_path / "results" / "tiny" / ".toy.seed1.lock"
+    lock_path.parent.mkdir(parents=True)
+    handle = open(lock_path, "w")                               # a separate open file: flock conflicts
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    worker = threading.Thread(target=store.results, args=("toy", PROFILE), kwargs={"progress": False})
+    worker.start()
+    for _ in range(500):                                        # seeds 0 and 2 go ahead of the locked one
+        if calls == [0, 2]:
+            break
+        worker.join(0.01)
+    assert calls == [0, 2] and worker.is_alive(), "seed 1 is waited for, not trained past the lock"
+    other._train("toy", 1, PROFILE, progress=False)             # the other process stores seed 1 ...
+    fcntl.flock(handle, fcntl.LOCK_UN)                          # ... and lets go
+    handle.close()
+    worker.join(10)
+    assert not worker.is_alive() and calls == [0, 2]
+    assert store.results("toy", PROFILE, progress=False, train=False).seeds == [0, 1, 2]
+
+
 def test_results_round_trip_and_bad_declarations():
     results = Results("a", "01", "quick", [0, 1], {"nme": [0.1, 0.3]}, {"x": 1}, "cmd")
     assert Results.from_json(json.loads(json.dumps(results.to_json()))) == results

@@ -135,10 +135,31 @@ class FineGrainedNet(nn.Module):
         self.grad_locations = bool(grad_locations)
         self.stages = nn.ModuleList(CropNet(self.backbone.channels[level], num_points, selected, hidden)
                                     for level in self.levels)
+        self.baseline_frozen = False
 
     @property
     def num_stages(self) -> int:
         return len(self.stages)
+
+    def freeze_baseline(self, frozen: bool = True) -> "FineGrainedNet":
+        """Fix (or release) the baseline: the trunk and its FC head get no gradient and stay in
+        evaluation mode (their batch-norm statistics fixed) while the stages train.
+
+        Training the stages on a frozen, already trained baseline first gives them estimates to
+        correct that do not move under them, before everything is trained end to end. The switch is a training state, not part of the
+        architecture: it is not saved, and a loaded network starts unfrozen.
+        """
+        self.baseline_frozen = bool(frozen)
+        for parameter in (*self.backbone.parameters(), *self.head.parameters()):
+            parameter.requires_grad_(not frozen)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "FineGrainedNet":
+        super().train(mode)
+        if self.baseline_frozen:
+            self.backbone.eval()
+            self.head.eval()
+        return self
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         features = self.backbone(images)
@@ -161,7 +182,8 @@ class FineGrainedNet(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"levels={self.levels}, strides={self.strides}, patch_size={self.patch_size}, "
-                f"grad_features={self.grad_features}, grad_locations={self.grad_locations}")
+                f"grad_features={self.grad_features}, grad_locations={self.grad_locations}"
+                + (", baseline frozen" if self.baseline_frozen else ""))
 
 
 def finegrained_net(num_points: int, depth: int = 18, width: float = 0.25, stages: int = 3, **options) -> FineGrainedNet:
