@@ -154,8 +154,8 @@ def request(name: str, profile: Profile) -> dict[str, Any]:
     skip = {"train_images", "test_images", *(_LATER_FIELDS if name == BASELINE else ())}
     sizes = {f.name: getattr(s, f.name) for f in fields(s) if f.name not in skip}
     return {"losses": list(variant.losses), "grad_features": variant.grad_features,
-            "grad_locations": variant.grad_locations, "joint": variant.joint, "settings": sizes,
-            "train": asdict(s.train), "test": asdict(s.test)}
+            "grad_locations": variant.grad_locations, **({"joint": True} if variant.joint else {}),
+            "settings": sizes, "train": asdict(s.train), "test": asdict(s.test)}
 
 
 def build(name: str, profile: Profile) -> Detector:
