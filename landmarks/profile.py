@@ -88,9 +88,8 @@ _FULL_CHAPTERS: dict[str, dict[str, Any]] = {
     # end to end with 5e-4 decayed by 0.3 (400 epochs, every 80); epochs scaled down.
     "09": dict(train_images=20000, test_images=2000, baseline_epochs=60, baseline_lr=1e-4,
                baseline_decay_epochs=(40, 52), stage_epochs=10, stage_lr=5e-4, stage_decay_epochs=(8,),
-               joint_epochs=30, joint_lr=5e-4, joint_decay_epochs=(20, 26), control_lr=2e-5, batch_size=64,
-               weight_decay=5e-4,
-               hidden=128),
+               joint_epochs=30, joint_lr=5e-4, joint_decay_epochs=(20, 26), batch_size=64,
+               weight_decay=5e-4, hidden=128),
 }
 
 

@@ -18,7 +18,8 @@ once the loss stops falling, Sect. 4.3): in pilot runs that phase raised the NME
 converged baseline instead of lowering it, and the chapter measures it with seeds. With the trunk frozen, the crops' gradient to the
 feature maps reaches no trainable weight, so of Table 6's two switches only the location one acts.
 The control ``fg_baseline_more`` trains the same stored baseline for as many extra epochs as the stages
-get (at ``control_lr``), so that a gain of the stages is not a gain of training longer.
+get, at the baseline's last learning rate, so that a gain of the stages is not a gain of training
+longer.
 
 All sizes come from :func:`settings`, built from the profile's image size and the chapter's entry
 of the profile (``profile.chapter("09")``; the quick profile's are the :class:`Settings` defaults).
@@ -73,7 +74,6 @@ class Settings:
     joint_epochs: int = 4
     joint_lr: float = 2e-4
     joint_decay_epochs: tuple[int, ...] = ()
-    control_lr: float = 2e-4
     batch_size: int = 32
     decay: float = 0.3
     weight_decay: float = 0.0
@@ -84,6 +84,11 @@ class Settings:
     def extra_epochs(self) -> int:
         """Epochs the control trains after the stored baseline: as many as the stages."""
         return self.stage_epochs
+
+    @property
+    def control_lr(self) -> float:
+        """The control's learning rate: the baseline's last (after all its decays)."""
+        return self.baseline_lr * self.decay ** len(self.baseline_decay_epochs)
 
     @property
     def train(self) -> SyntheticData:
@@ -143,8 +148,7 @@ def test_faces(s: Settings) -> MemoryDataset:
 
 
 _BASELINE_FIELDS = ("baseline_epochs", "baseline_lr", "baseline_decay_epochs")
-_LATER_FIELDS = ("stage_epochs", "stage_lr", "stage_decay_epochs", "joint_epochs", "joint_lr", "joint_decay_epochs",
-                 "control_lr")
+_LATER_FIELDS = ("stage_epochs", "stage_lr", "stage_decay_epochs", "joint_epochs", "joint_lr", "joint_decay_epochs")
 
 
 def request(name: str, profile: Profile) -> dict[str, Any]:
