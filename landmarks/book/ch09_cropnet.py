@@ -6,7 +6,8 @@ one thing each (:data:`VARIANTS`):
 
 - the loss of each stage (the paper's Table 5): the multi-loss scheme IOD-L2 / L2 / L1 / Align Loss,
   and the same loss in every stage (L2 / L2 / L2, L1 / L1 / L1);
-- the crops' gradient to the previous estimate (Table 6's location switch), on the multi-loss model.
+- the crops' gradients (Table 6), both switched off, on the multi-loss model;
+- the paper's end-to-end phase after the stages (``fg_multiloss_joint``).
 
 The schedule follows the paper's (Sect. 6.6): the baseline is trained first (``fg_baseline``, every
 seed stored), then the stages are added with a zero-initialised last layer, so that a refined model
@@ -15,8 +16,9 @@ which the chapter states: the stages are trained on the frozen baseline (``stage
 fixed, Align Loss smoothed). Only ``fg_multiloss_joint`` then trains everything end to end, as the
 paper does (``joint_epochs`` at ``joint_lr``, Align Loss unsmoothed, as the paper removes the filter
 once the loss stops falling, Sect. 4.3): in pilot runs that phase raised the NME of the stages on a
-converged baseline instead of lowering it, and the chapter measures it with seeds. With the trunk frozen, the crops' gradient to the
-feature maps reaches no trainable weight, so of Table 6's two switches only the location one acts.
+converged baseline instead of lowering it, and the chapter measures it with seeds. With the trunk
+frozen, the crops' gradient to the feature maps reaches no trainable weight, so of Table 6's two
+switches only the location one acts.
 The control ``fg_baseline_more`` trains the same stored baseline for as many extra epochs as the stages
 get, at the baseline's last learning rate, so that a gain of the stages is not a gain of training
 longer.
