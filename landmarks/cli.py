@@ -36,6 +36,7 @@ from landmarks import profile as profiles
 HEADS = ("pip", "heatmap", "coordinate")                        # detector.HEADS
 DOMAINS = ("studio", "wild", "lowlight", "sketch")              # synthetic.DOMAINS
 REAL_DATASETS = ("300w", "wflw", "cofw", "aflw")                # datasets.DATA_SOURCES
+FOLDER = "folder"                                               # folders.load_folder
 NORMS = ("inter-ocular", "inter-pupil", "box-size", "box-diagonal")  # metrics.NORMS
 COORDINATE_LOSSES = ("l1", "l2", "iod-l2")
 DEFAULT_STRIDES = {"pip": 32, "heatmap": 4, "coordinate": 32}
@@ -66,12 +67,17 @@ def _paragraph(text: str) -> str:
 def _add_data_source(parser: argparse.ArgumentParser, seed_default: int, seed_help: str) -> argparse._ArgumentGroup:
     """--data, --domain, --root and --seed: where the faces come from."""
     group = parser.add_argument_group("data")
-    group.add_argument("--data", choices=("synthetic",) + REAL_DATASETS, default="synthetic",
-                       help="faces rendered on the fly, or a real benchmark read from --root")
+    group.add_argument("--data", choices=("synthetic",) + REAL_DATASETS + (FOLDER,), default="synthetic",
+                       help="faces rendered on the fly, a real benchmark read from --root, or 'folder': any "
+                            "folder of images with a .pts beside each (or one .csv / .json of points)")
     group.add_argument("--domain", choices=DOMAINS, default="studio",
                        help="look of the synthetic faces (only with --data synthetic)")
     group.add_argument("--root", type=Path, metavar="PATH",
-                       help="folder of the real dataset in its official layout (required unless --data synthetic)")
+                       help="folder of the real dataset in its official layout, or with --data folder the "
+                            "folder (with train/ and test/ inside, or not) or the .csv / .json file")
+    group.add_argument("--layout", metavar="NAME|N",
+                       help="--data folder only: the layout (300w, wflw, cofw, aflw) or the number of points of "
+                            "a layout of your own (default: found from the point count)")
     group.add_argument("--seed", type=int, default=seed_default, help=seed_help)
     return group
 
@@ -84,7 +90,8 @@ def _add_device(group: argparse._ArgumentGroup) -> None:
 def _add_compute(parser: argparse.ArgumentParser, settings: profiles.Profile) -> argparse._ArgumentGroup:
     """--batch-size, --num-workers and --device."""
     group = parser.add_argument_group("computation")
-    group.add_argument("--batch-size", type=int, default=settings.batch_size, help="images per batch")
+    group.add_argument("--batch-size", type=int, help=f"images per batch (default: {settings.batch_size}; "
+                                                       f"training on real data: {settings.for_real_data().batch_size})")
     group.add_argument("--num-workers", type=int, default=settings.num_workers,
                        help="data-loading worker processes (0 = load in the main process)")
     _add_device(group)
@@ -112,8 +119,12 @@ def _train_parser(commands, settings: profiles.Profile) -> None:
     model.add_argument("--neighbours", type=int, default=10,
                        help="PIPNet neighbours per landmark (0 = plain PIP regression)")
     model.add_argument("--depth", type=int, choices=(18, 34, 50), default=18, help="ResNet depth of the trunk")
-    model.add_argument("--width", type=float, default=settings.width, help="channel multiplier of the trunk")
-    model.add_argument("--image-size", type=int, default=settings.image_size, help="side of the input crop in pixels")
+    real = settings.for_real_data()
+    model.add_argument("--width", type=float,
+                       help=f"channel multiplier of the trunk (default: {settings.width:g} synthetic, {real.width:g} real)")
+    model.add_argument("--image-size", type=int,
+                       help=f"side of the input crop in pixels (default: {settings.image_size} synthetic, "
+                            f"{real.image_size} real)")
     model.add_argument("--coordinate-loss", choices=COORDINATE_LOSSES, default="l1",
                        help="loss of the coordinate head")
     model.add_argument("--pretrained", action="store_true",
@@ -125,13 +136,24 @@ def _train_parser(commands, settings: profiles.Profile) -> None:
                            "fewer real ones are taken evenly spaced)")
     data.add_argument("--val-size", type=int,
                       help=f"validation faces (default: {settings.test_images} synthetic, or the whole "
-                           "split; 0 = no validation)")
+                           "split; 0 = no validation; a folder without train/ and test/ holds out every 10th face)")
+    data.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                      help="PIPNet's augmentation (flip, rotation, scale, translation, occlusion, blur, grayscale) "
+                           "on crops cut with a margin (default: on for real data, off for synthetic faces)")
+    data.add_argument("--cache-dir", type=Path, metavar="DIR",
+                      help="keep the decoded face crops of real data in this folder (default: in memory)")
     schedule = _add_compute(parser, settings)
     schedule.title = "schedule"
-    schedule.add_argument("--epochs", type=int, default=settings.epochs, help="total training epochs")
-    schedule.add_argument("--lr", type=float, default=settings.learning_rate, help="Adam's initial learning rate")
-    schedule.add_argument("--decay-epochs", type=int, nargs="*", default=list(settings.decay_epochs),
-                          metavar="EPOCH", help=f"epochs after which the rate is multiplied by {settings.decay}")
+    schedule.add_argument("--epochs", type=int,
+                          help=f"total training epochs (default: {settings.epochs} synthetic, {real.epochs} real)")
+    schedule.add_argument("--lr", type=float,
+                          help=f"Adam's initial learning rate (default: {settings.learning_rate:g} synthetic, "
+                               f"{real.learning_rate:g} real)")
+    schedule.add_argument("--decay-epochs", type=int, nargs="*", metavar="EPOCH",
+                          help=f"epochs after which the rate is multiplied by {settings.decay} (default: "
+                               f"{list(settings.decay_epochs)} of {settings.epochs} synthetic, "
+                               f"{list(real.decay_epochs)} of {real.epochs} real, moved in proportion when --epochs "
+                               "changes)")
     schedule.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored on the CPU)")
     output = parser.add_argument_group("output")
     output.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
@@ -149,7 +171,8 @@ def _evaluate_parser(commands, settings: profiles.Profile) -> None:
                     f"Prints the NME (in %, with its normalisation), FR@{THRESHOLD} and AUC@{THRESHOLD}."),
         epilog="examples:\n  python -m landmarks evaluate pip.pt --domain wild --size 500\n"
                "  python -m landmarks evaluate pip.pt --data 300w --root data/300w --split challenge "
-               "--json challenge.json")
+               "--json challenge.json\n"
+               "  (--data folder evaluates on the folder's test/ part, or on all of it when it has none)")
     _add_model_file(parser)
     data = _add_data_source(parser, 2, "seed of the synthetic test faces (2: faces that a default "
                                        "'train' run neither trained nor validated on)")
@@ -159,6 +182,8 @@ def _evaluate_parser(commands, settings: profiles.Profile) -> None:
                            "train|test, aflw train|test|frontal")
     data.add_argument("--subset", help="WFLW only: keep the faces with this attribute (pose, expression, "
                                        "illumination, makeup, occlusion, blur)")
+    data.add_argument("--flip", action="store_true",
+                      help="test-time flip: average the predictions on each face and on its mirror image")
     _add_compute(parser, settings)
     output = parser.add_argument_group("output")
     output.add_argument("--norm", choices=NORMS, help="NME normalisation (default: the layout's benchmark one)")
@@ -169,20 +194,25 @@ def _evaluate_parser(commands, settings: profiles.Profile) -> None:
 def _predict_parser(commands) -> None:
     parser = commands.add_parser(
         "predict", formatter_class=_Formatter, help="landmarks of one face image",
-        description=_paragraph("Crop a face out of an image, run the model and print its landmarks in the original "
-                    "image's continuous pixel coordinates (pixel j covers [j, j+1]; see landmarks.data.coords)."),
-        epilog="example:\n  python -m landmarks predict pip.pt face.jpg --box 40 60 200 220 --format pts "
-               "--output drawn.png > face.pts")
+        description=_paragraph("Find the faces in an image (OpenCV's face cascade) or take the one in --box, run the "
+                    "model on each and print the landmarks in the original image's continuous pixel coordinates "
+                    "(pixel j covers [j, j+1]; see landmarks.data.coords)."),
+        epilog="examples:\n  python -m landmarks predict pip.pt photo.jpg --output drawn.png       # every face found\n"
+               "  python -m landmarks predict pip.pt face.jpg --box 40 60 200 220 --format pts > face.pts")
     _add_model_file(parser)
     parser.add_argument("image", type=Path, metavar="IMAGE", help="image file (anything OpenCV reads)")
     crop = parser.add_argument_group("face crop")
     crop.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                      help="face box in pixel coordinates (default: the whole image, made square around its centre)")
+                      help="face box in pixel coordinates (default: every face the face detector finds)")
+    crop.add_argument("--whole-image", action="store_true",
+                      help="the image is the face crop: use all of it, made square around its centre")
     crop.add_argument("--box-scale", type=float, default=1.1,
                       help="side of the square crop over the longer side of --box")
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("xy", "pts"), default="xy",
-                        help="xy: one 'x y' line per point; pts: a 300W .pts file (1-based coordinates)")
+                        help="xy: one 'x y' line per point; pts: a 300W .pts file (1-based coordinates); with "
+                             "several faces, one block per face, each after a '# face K: box ...' line")
+    crop.add_argument("--flip", action="store_true", help="test-time flip (mean of the face and its mirror image)")
     output.add_argument("--output", type=Path, metavar="FILE", help="save the image with the landmarks drawn (PNG)")
     _add_device(parser.add_argument_group("computation"))
     parser.set_defaults(run=run_predict)
@@ -213,23 +243,59 @@ def _device(name: str) -> str:
 def _check_source(args: argparse.Namespace) -> None:
     if args.data == "synthetic":
         if args.root is not None:
-            raise UsageError("--root is for a real dataset; add --data 300w|wflw|cofw|aflw")
+            raise UsageError("--root is for a real dataset; add --data 300w|wflw|cofw|aflw|folder")
         return
     if args.root is None:
         raise UsageError(f"--data {args.data} needs --root PATH, the dataset's folder")
-    if not args.root.is_dir():
+    if not args.root.exists() or (args.data != FOLDER and not args.root.is_dir()):
         raise UsageError(f"dataset root not found: {args.root}")
+    if args.layout is not None and args.data != FOLDER:
+        raise UsageError(f"--layout is for --data folder; {args.data} has its own layout")
 
 
-def _real_dataset(args: argparse.Namespace, split: str, size: int, subset: str | None = None):
+def train_settings(args: argparse.Namespace) -> profiles.Profile:
+    """The profile's settings for this ``train`` command: the real-data recipe for real data
+    (:meth:`~landmarks.profile.Profile.for_real_data`), then every option given on the command line;
+    decay epochs given by neither are moved in proportion to ``--epochs``."""
+    base = profiles.current()
+    settings = base if args.data == "synthetic" else base.for_real_data()
+    given = {"image_size": args.image_size, "width": args.width, "epochs": args.epochs,
+             "batch_size": args.batch_size, "learning_rate": args.lr, "num_workers": args.num_workers}
+    settings_given = {key: value for key, value in given.items() if value is not None}
+    decays = (tuple(args.decay_epochs) if args.decay_epochs is not None
+              else settings.decays_for(settings_given.get("epochs", settings.epochs)))
+    augment = settings.augment if args.augment is None else args.augment
+    import dataclasses
+
+    return dataclasses.replace(settings, **settings_given, decay_epochs=decays, augment=augment,
+                               crop_margin=settings.crop_margin if augment else 0.0)
+
+
+def _folder_part(args: argparse.Namespace, part: str) -> Path | None:
+    """``root/train`` or ``root/test`` when the folder is split that way."""
+    root = args.root
+    if root.is_dir() and (root / "train").is_dir() and (root / "test").is_dir():
+        return root / part
+    return None
+
+
+def _real_dataset(args: argparse.Namespace, split: str, size: int, subset: str | None = None, **crops: Any):
+    """A split of a benchmark, or of a folder (its train/ or test/ part, else all of it)."""
     from landmarks.data import datasets
 
+    if args.data == FOLDER:
+        from landmarks.data.folders import load_folder
+
+        if subset is not None:
+            raise UsageError("--subset is for WFLW only, not a folder")
+        layout = int(args.layout) if args.layout is not None and args.layout.isdigit() else args.layout
+        return load_folder(_folder_part(args, split) or args.root, layout, size=size, **crops)
     loaders = {"300w": datasets.load_300w, "wflw": datasets.load_wflw, "cofw": datasets.load_cofw,
                "aflw": datasets.load_aflw}
     options = {"subset": subset} if subset is not None else {}
     if subset is not None and args.data != "wflw":
         raise UsageError(f"--subset is for WFLW only, not {args.data}")
-    return loaders[args.data](args.root, split=split, size=size, **options)
+    return loaders[args.data](args.root, split=split, size=size, **options, **crops)
 
 
 def _limited(data, count: int | None):
@@ -244,19 +310,41 @@ def _limited(data, count: int | None):
 
 
 def _training_data(args: argparse.Namespace, settings: profiles.Profile):
-    """Training set, validation set (or None), layout name and a description of the data."""
+    """Training set, validation set (or None), layout and a description of the data."""
     _check_source(args)
     if args.data == "synthetic":
         from landmarks.data.synthetic import SyntheticFaces
+        from landmarks.data.transforms import Augmented, real_data_augmentation
 
         train_size = settings.train_images if args.train_size is None else args.train_size
         val_size = settings.test_images if args.val_size is None else args.val_size
-        train = SyntheticFaces(args.domain, args.image_size, train_size, args.seed)
-        val = SyntheticFaces(args.domain, args.image_size, val_size, args.seed + VALIDATION_SEED_OFFSET)
-        return train, val if val_size > 0 else None, "300w", f"synthetic {args.domain} faces"
-    train = _limited(_real_dataset(args, "train", args.image_size), args.train_size)
-    val = _limited(_real_dataset(args, "test", args.image_size), args.val_size)
-    return train, val if len(val) > 0 else None, args.data, f"{args.data} at {args.root}"
+        train = SyntheticFaces(args.domain, settings.image_size, train_size, args.seed)
+        if settings.augment:
+            train = Augmented(train, real_data_augmentation("300w", settings.image_size))
+        val = SyntheticFaces(args.domain, settings.image_size, val_size, args.seed + VALIDATION_SEED_OFFSET)
+        return train, val if val_size > 0 else None, train.layout, f"synthetic {args.domain} faces"
+    from landmarks.data.cache import CropCache
+    from landmarks.data.transforms import real_data_augmentation
+    from torch.utils.data import Subset
+
+    cache = CropCache(args.cache_dir)
+    probe = _real_dataset(args, "train", settings.image_size)
+    transform = real_data_augmentation(probe.layout, settings.image_size) if settings.augment else None
+    train = _real_dataset(args, "train", settings.image_size, transform=transform, margin=settings.crop_margin,
+                          cache=cache)
+    if args.data == FOLDER and _folder_part(args, "test") is None:
+        from landmarks.data.folders import split_every
+
+        kept, held = split_every(len(train))
+        val = Subset(_real_dataset(args, "train", settings.image_size, cache=cache), held)
+        train = Subset(train, kept)
+        train.layout = val.layout = probe.layout
+        description = f"{len(kept)} faces of the folder {args.root} (every 10th held out for validation)"
+    else:
+        val = _real_dataset(args, "test", settings.image_size, cache=cache)
+        description = f"{args.data} at {args.root}"
+    train, val = _limited(train, args.train_size), _limited(val, args.val_size)
+    return train, val if len(val) > 0 else None, probe.layout, description
 
 
 def _evaluation_data(args: argparse.Namespace, detector):
@@ -270,6 +358,13 @@ def _evaluation_data(args: argparse.Namespace, detector):
             raise UsageError(f"synthetic faces have 68 (or 19) points; the model predicts layout {layout!r}")
         data = SyntheticFaces(args.domain, detector.image_size, args.size, args.seed, layout=layout)
         return data, f"synthetic {args.domain} faces (seed {args.seed})"
+    if args.data == FOLDER:
+        part = _folder_part(args, "test")
+        data = _real_dataset(args, "test", detector.image_size)
+        if data.layout.num_points != detector.layout.num_points:
+            raise UsageError(f"the model predicts {detector.layout.num_points} points; {args.root} has "
+                             f"{data.layout.num_points}")
+        return data, f"the folder {part or args.root}"
     if args.data != layout:
         raise UsageError(f"the model predicts the {layout!r} layout; {args.data} data has another one")
     data = _real_dataset(args, args.split, detector.image_size, args.subset)
@@ -299,31 +394,32 @@ def _metric_lines(metrics: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------ subcommands
 def run_train(args: argparse.Namespace, command: str) -> int:
     """``train``: build the spec, train it (resumably), save it and print the final metrics."""
-    from landmarks.data.layouts import get_layout
     from landmarks.detector import ModelSpec
     from landmarks.training.loop import train_spec
 
-    settings = profiles.current(image_size=args.image_size, width=args.width, epochs=args.epochs,
-                                batch_size=args.batch_size, learning_rate=args.lr,
-                                decay_epochs=tuple(args.decay_epochs), num_workers=args.num_workers)
+    from landmarks.data.layouts import get_layout
+
+    settings = train_settings(args)
     train, val, layout, description = _training_data(args, settings)
-    spec = ModelSpec(head=args.head, num_points=get_layout(layout).num_points, depth=args.depth,
-                     width=args.width, image_size=args.image_size,
+    layout = get_layout(layout)
+    spec = ModelSpec(head=args.head, num_points=layout.num_points, depth=args.depth,
+                     width=settings.width, image_size=settings.image_size,
                      net_stride=args.net_stride or DEFAULT_STRIDES[args.head], num_neighbours=args.neighbours,
-                     coordinate_loss=args.coordinate_loss, layout=layout, pretrained=args.pretrained)
+                     coordinate_loss=args.coordinate_loss, layout=layout.name, pretrained=args.pretrained)
     start = time.perf_counter()
     detector, history = train_spec(spec, train, val, schedule=settings.schedule(), seed=args.seed,
                                    checkpoint_dir=args.checkpoint_dir, progress=not args.quiet,
-                                   device=_device(args.device), amp=args.amp)
+                                   device=_device(args.device), amp=args.amp, layout=layout)
     seconds = time.perf_counter() - start
-    metrics: dict[str, Any] = {"data": description, "train_images": len(train)}
+    metrics: dict[str, Any] = {"data": description, "train_images": len(train), "augment": settings.augment}
     if val is not None:
         last = history[-1]
         metrics.update(nme=last["val_nme"], fr=last["val_fr"], auc=last["val_auc"], images=len(val),
-                       norm=get_layout(layout).default_norm, threshold=THRESHOLD)
+                       norm=layout.default_norm, threshold=THRESHOLD)
     detector.save(args.output, history, metrics=metrics, command=command)
-    print(f"trained {spec.head} ({spec.image_size} px, width {spec.width}) on {len(train)} {description} "
-          f"for {settings.epochs} epoch{'s' if settings.epochs != 1 else ''} in {seconds:.1f} s")
+    augmented = ", augmented" if settings.augment else ""
+    print(f"trained {spec.head} ({spec.image_size} px, width {spec.width:g}) on {len(train)} {description} "
+          f"for {settings.epochs} epoch{'s' if settings.epochs != 1 else ''}{augmented} in {seconds:.1f} s")
     if val is not None:
         print("validation " + ", ".join(_metric_lines(metrics)))
     print(f"saved {args.output}")
@@ -338,12 +434,15 @@ def run_evaluate(args: argparse.Namespace, command: str) -> int:
     data, description = _evaluation_data(args, detector)
     if len(data) == 0:
         raise UsageError(f"no test faces in {description}")
-    results = evaluate(detector, data, layout=detector.layout, batch_size=args.batch_size, norm=args.norm,
-                       num_workers=args.num_workers, threshold=THRESHOLD)
+    batch_size = args.batch_size or profiles.current().batch_size
+    results = evaluate(detector, data, layout=data.layout if args.data == FOLDER else detector.layout,
+                       batch_size=batch_size, norm=args.norm, num_workers=args.num_workers, threshold=THRESHOLD,
+                       flip=args.flip)
     report = {"model": str(args.model), "data": description, "images": len(data), "norm": results["norm"],
-              "threshold": THRESHOLD, **{key: results[key] for key in ("nme", "fr", "auc")}}
+              "threshold": THRESHOLD, "flip": args.flip, **{key: results[key] for key in ("nme", "fr", "auc")}}
     head = detector.spec.head if detector.spec is not None else type(detector.task).__name__
-    print(f"{args.model} ({head}, {detector.layout.num_points} points) on {description}")
+    flipped = ", test-time flip" if args.flip else ""
+    print(f"{args.model} ({head}, {detector.layout.num_points} points{flipped}) on {description}")
     print("\n".join(_metric_lines(report)))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -370,8 +469,8 @@ def _pts_text(points: np.ndarray) -> str:
         return path.read_text()
 
 
-def _save_drawing(image: np.ndarray, points: np.ndarray, layout: str, path: Path) -> None:
-    """The image with the landmarks drawn, rendered by matplotlib's Agg canvas at about image resolution."""
+def _save_drawing(image: np.ndarray, faces: Sequence[np.ndarray], layout: Any, path: Path) -> None:
+    """The image with every face's landmarks drawn, rendered by matplotlib's Agg canvas at about image resolution."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -382,25 +481,50 @@ def _save_drawing(image: np.ndarray, points: np.ndarray, layout: str, path: Path
     zoom = max(1.0, 512 / max(height, width))  # small images are enlarged so the markers stay readable
     figure = Figure(figsize=(zoom * width / 100, zoom * height / 100), dpi=100)
     FigureCanvasAgg(figure)
-    show_landmarks(image, pred=points, layout=get_layout(layout), ax=figure.add_axes((0, 0, 1, 1)))
+    axes = figure.add_axes((0, 0, 1, 1))
+    for points in faces:
+        show_landmarks(image, pred=points, layout=get_layout(layout), ax=axes)  # points draw above every image
     figure.savefig(path)
 
 
+def _face_boxes(args: argparse.Namespace, image: np.ndarray) -> np.ndarray | None:
+    """The boxes to predict: --box, none (--whole-image) or every face the face detector finds."""
+    if args.box is not None:
+        if args.whole_image:
+            raise UsageError("give either --box or --whole-image, not both")
+        return np.asarray([args.box], dtype=np.float64)
+    if args.whole_image:
+        return None
+    from landmarks.data.face_detection import detect_faces
+
+    boxes = detect_faces(image)
+    if len(boxes) == 0:
+        raise UsageError(f"{args.image}: no face found (OpenCV's frontal-face cascade); give the face with "
+                         "--box X0 Y0 X1 Y1, or --whole-image if the image is the face crop")
+    return boxes
+
+
 def run_predict(args: argparse.Namespace, command: str) -> int:
-    """``predict``: landmarks of one image, printed (and drawn with --output)."""
+    """``predict``: landmarks of every face in one image, printed (and drawn with --output)."""
     from landmarks.data.datasets import read_image
 
     detector, _ = _load(args.model, _device(args.device))
     _check_box(args.box, args.box_scale)
     image = read_image(args.image)
+    boxes = _face_boxes(args, image)
     detector.box_scale = args.box_scale
-    points = detector.predict([image], boxes=None if args.box is None else [args.box])[0].double().numpy()
-    if args.format == "pts":
-        sys.stdout.write(_pts_text(points))
-    else:
-        print("\n".join(f"{x:.3f} {y:.3f}" for x, y in points))
+    count = 1 if boxes is None else len(boxes)
+    points = detector.predict([image] * count, boxes=boxes, flip=args.flip).double().numpy()
+    blocks = []
+    for k, face in enumerate(points):
+        header = ""
+        if args.box is None and not args.whole_image:
+            header = f"# face {k + 1} of {count}: box " + " ".join(f"{v:.1f}" for v in boxes[k]) + "\n"
+        body = _pts_text(face) if args.format == "pts" else "".join(f"{x:.3f} {y:.3f}\n" for x, y in face)
+        blocks.append(header + body)
+    sys.stdout.write("".join(blocks))
     if args.output is not None:
-        _save_drawing(image, points, detector.layout, args.output)
+        _save_drawing(image, list(points), detector.layout, args.output)
     return 0
 
 

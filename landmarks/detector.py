@@ -155,6 +155,9 @@ class Detector:
         self.box_scale = float(box_scale)
         self.architecture = dict(architecture) if architecture is not None else None
         self.spec = spec
+        #: Run :meth:`predict` in channels-last memory layout: ``None`` = on a CPU only.
+        self.channels_last: bool | None = None
+        self._memory_format = torch.contiguous_format
 
     def __repr__(self) -> str:
         return (f"Detector({type(self.model).__name__}, {type(self.task).__name__}, image_size={self.image_size}, "
@@ -167,8 +170,9 @@ class Detector:
         return tensor.device if tensor is not None else torch.device("cpu")
 
     def to(self, device: str | torch.device) -> "Detector":
-        """Move the network to ``device``; returns the detector."""
-        self.model.to(device)
+        """Move the network to ``device`` (in the default memory layout); returns the detector."""
+        self.model.to(device, memory_format=torch.contiguous_format)
+        self._memory_format = torch.contiguous_format
         return self
 
     def eval(self) -> "Detector":
@@ -189,10 +193,28 @@ class Detector:
         """``(B, N, 2)`` landmarks in pixels of ``images`` (the crops the outputs were computed on)."""
         return self.task.predict(outputs, {"image": images})
 
+    def landmarks(self, images: Tensor, flip: bool = False) -> Tensor:
+        """``(B, N, 2)`` landmarks of ``(B, 3, H, W)`` input crops, optionally with test-time flip.
+
+        ``flip=True`` also runs the mirrored crops, mirrors their landmarks back (``x -> W - x``,
+        then relabelled with the layout's flip permutation) and returns the mean of both
+        predictions, as PIPNet's and most benchmarks' test-time augmentation does.
+        """
+        points = self.decode(self.outputs(images), images)
+        if not flip:
+            return points
+        if self.layout is None or not self.layout.flip_pairs:
+            name = self.layout.name if self.layout is not None else None
+            raise ValueError(f"test-time flip needs a layout with flip pairs; this detector's layout is {name!r}")
+        mirrored = images.flip(-1)
+        back = self.decode(self.outputs(mirrored), mirrored)[:, list(self.layout.flip_permutation)]
+        back = torch.stack([images.shape[-1] - back[..., 0], back[..., 1]], dim=-1)
+        return (points + back) / 2
+
     @torch.no_grad()
     def predict(self, images: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
                 boxes: Tensor | np.ndarray | Sequence[Sequence[float]] | None = None,
-                batch_size: int = 64) -> Tensor:
+                batch_size: int = 64, flip: bool = False) -> Tensor:
         """Landmarks ``(B, N, 2)`` in the pixel coordinates of the images given.
 
         ``images``: a ``(B, 3, H, W)`` tensor (float in ``[0, 1]`` or ``uint8``), or a sequence of
@@ -200,14 +222,19 @@ class Detector:
         box ``(x0, y0, x1, y1)`` per image, cropped with :attr:`box_scale`; without boxes each
         whole image is the crop (made square around its centre). Crops are resized to
         :attr:`image_size`, decoded in evaluation mode (the mode is restored) and mapped back.
-        Returns a float32 CPU tensor.
+        ``flip``: test-time flip (:meth:`landmarks`). Returns a float32 CPU tensor.
+
+        On a CPU the network runs in channels-last memory layout (:attr:`channels_last`), which
+        ``benchmarks/inference_speed.py`` measures faster there for every head; the weights are
+        converted once, on the first call, and the numbers are those of the default layout up to
+        float rounding.
         """
         was_training = self.model.training
         self.model.eval()
         try:
             if boxes is None and isinstance(images, Tensor) and images.ndim == 4 and self._fits(images):
-                return self._predict_crops(_as_float(images), batch_size).cpu()
-            return self._predict_boxes(_image_list(images), boxes, batch_size)
+                return self._predict_crops(_as_float(images), batch_size, flip).cpu()
+            return self._predict_boxes(_image_list(images), boxes, batch_size, flip)
         finally:
             self.model.train(was_training)
 
@@ -215,17 +242,27 @@ class Detector:
         height, width = images.shape[-2:]
         return self.image_size is None or (height == width == self.image_size)
 
-    def _predict_crops(self, images: Tensor, batch_size: int) -> Tensor:
+    def _uses_channels_last(self, device: torch.device) -> bool:
+        wanted = device.type == "cpu" if self.channels_last is None else self.channels_last
+        if wanted and self._memory_format is not torch.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self._memory_format = torch.channels_last
+        return wanted
+
+    def _predict_crops(self, images: Tensor, batch_size: int, flip: bool = False) -> Tensor:
         device = self.device
+        channels_last = self._uses_channels_last(device)
         results = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size].to(device)
-            results.append(self.decode(self.outputs(chunk), chunk).float())
+            if channels_last:
+                chunk = chunk.contiguous(memory_format=torch.channels_last)
+            results.append(self.landmarks(chunk, flip).float())
         if not results:
             raise ValueError("no images to predict")
         return torch.cat(results)
 
-    def _predict_boxes(self, images: list[np.ndarray], boxes: Any, batch_size: int) -> Tensor:
+    def _predict_boxes(self, images: list[np.ndarray], boxes: Any, batch_size: int, flip: bool = False) -> Tensor:
         from landmarks.data.coords import apply_affine
         from landmarks.data.datasets import crop_and_resize, crop_box, crop_matrix
 
@@ -245,12 +282,41 @@ class Detector:
         size = self.image_size
         pixels = np.stack([crop_and_resize(image, np.zeros((0, 2)), crop, size)[0] for image, crop in zip(images, crops)])
         tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0)
-        points = self._predict_crops(tensor, batch_size).double().cpu().numpy()
+        points = self._predict_crops(tensor, batch_size, flip).double().cpu().numpy()
         mapped = []
         for crop, pts in zip(crops, points):
             inverse = np.linalg.inv(np.vstack([crop_matrix(crop, size), [0.0, 0.0, 1.0]]))[:2]
             mapped.append(apply_affine(inverse, pts))
         return torch.from_numpy(np.stack(mapped)).float()
+
+    # -------------------------------------------------------------------------- export
+    def export_onnx(self, path: str | Path, batch_size: int = 1, flip: bool = False, opset: int = 18) -> Path:
+        """Write the network *and its decoder* as one ONNX graph: ``images`` ``(B, 3, S, S)`` float
+        in ``[0, 1]`` (``S`` = :attr:`image_size`) to ``landmarks`` ``(B, N, 2)`` in crop pixels,
+        the batch size free. Needs the optional ``onnx`` extra (``pip install "landmarks[onnx]"``).
+        Cropping and mapping back to a photo stay outside the graph, as in :meth:`predict`.
+        """
+        try:
+            import onnx  # noqa: F401  (torch.onnx needs it)
+            import onnxscript  # noqa: F401
+        except ImportError as error:
+            raise ImportError("export_onnx needs the onnx extra: pip install 'landmarks[onnx]'") from error
+        if self.image_size is None:
+            raise ValueError("this detector has no image_size, so its input shape is unknown")
+        path = Path(path)
+        was_training = self.model.training
+        self.model.eval()
+        graph = _Decoded(self, flip).eval()
+        example = torch.rand(max(2, batch_size), 3, self.image_size, self.image_size, device=self.device)
+        try:
+            program = torch.onnx.export(graph, (example,), dynamo=True, input_names=["images"],
+                                        output_names=["landmarks"], opset_version=opset,
+                                        dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+                                        verbose=False)
+            program.save(str(path))
+        finally:
+            self.model.train(was_training)
+        return path
 
     # -------------------------------------------------------------------------- files
     def config(self) -> dict[str, Any]:
@@ -308,6 +374,17 @@ class Detector:
         record["history"] = state.get("history")
         record.setdefault("command", state.get("command"))
         return detector, record
+
+
+class _Decoded(nn.Module):
+    """A detector's network followed by its decoder: images to landmarks (what ONNX exports)."""
+
+    def __init__(self, detector: Detector, flip: bool) -> None:
+        super().__init__()
+        self.model, self.detector, self.flip = detector.model, detector, flip
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.detector.landmarks(images, self.flip)
 
 
 def _as_float(images: Tensor) -> Tensor:
@@ -437,13 +514,15 @@ def with_neighbours(spec: ModelSpec, train_landmarks: Tensor) -> ModelSpec:
 
 
 def build_detector(spec: ModelSpec, train_landmarks: Tensor | None = None,
-                   modifiers: Sequence[tuple[Any, Mapping[str, Any]]] = (), box_scale: float = 1.0) -> Detector:
+                   modifiers: Sequence[tuple[Any, Mapping[str, Any]]] = (), box_scale: float = 1.0,
+                   layout: Layout | str | None = None) -> Detector:
     """The untrained detector of ``spec``.
 
     A PIP spec with neighbours needs them: pass the training landmarks (``(M, N, 2)``) or a spec
     already filled in by :func:`with_neighbours`. ``modifiers``: ``(function, kwargs)`` pairs applied
     to the network after it is built (and again when it is loaded), e.g.
-    ``[(set_padding_mode, {"mode": "circular"})]``.
+    ``[(set_padding_mode, {"mode": "circular"})]``. ``layout``: the detector's layout when it is not
+    the registered one named by ``spec.layout`` (a layout of your own, saved with the detector).
     """
     from landmarks.codecs.tasks import CoordinateTask, HeatmapTask, PIPTask
     from landmarks.models import coordinate_net, heatmap_net, pipnet
@@ -464,4 +543,8 @@ def build_detector(spec: ModelSpec, train_landmarks: Tensor | None = None,
         record = architecture(coordinate_net, modifiers, **common)
         task = CoordinateTask(spec.coordinate_loss, spec.layout)
     model = build_network({**record, "kwargs": {**record["kwargs"], "pretrained": spec.pretrained}})
-    return Detector(model, task, spec.image_size, spec.layout, box_scale, record, spec)
+    if layout is not None and get_layout(layout).num_points != spec.num_points:
+        raise ValueError(f"layout {get_layout(layout).name!r} has {get_layout(layout).num_points} points, "
+                         f"the spec {spec.num_points}")
+    return Detector(model, task, spec.image_size, layout if layout is not None else spec.layout, box_scale,
+                    record, spec)

@@ -116,14 +116,24 @@ def test_help_explains_every_option(command, capsys):
 
 
 def test_profile_switch_changes_the_defaults(monkeypatch):
+    def settings(*argv):
+        return cli.train_settings(cli.build_parser().parse_args(["train", *argv]))
+
     monkeypatch.setenv("LANDMARKS_PROFILE", "quick")
-    quick = cli.build_parser().parse_args(["train"])
+    quick, real = settings(), settings("--data", "300w")
     monkeypatch.setenv("LANDMARKS_PROFILE", "full")
-    full = cli.build_parser().parse_args(["train"])
-    assert (quick.image_size, quick.epochs) == (128, 8)
-    assert (full.image_size, full.width, full.epochs, full.batch_size, full.decay_epochs) == (256, 1.0, 60, 16,
-                                                                                            [30, 50])
-    assert cli.build_parser().parse_args(["train", "--epochs", "3"]).epochs == 3
+    full = settings()
+    assert (quick.image_size, quick.epochs, quick.augment) == (128, 8, False)
+    assert (full.image_size, full.width, full.epochs, full.batch_size, full.decay_epochs) == (256, 1.0, 60, 16, (30, 50))
+    monkeypatch.setenv("LANDMARKS_PROFILE", "quick")
+    # the real-data recipe: half width, 30 epochs decayed after 20 and 27, augmentation on crops with a margin
+    assert (real.width, real.epochs, real.decay_epochs, real.augment, real.crop_margin) == (0.5, 30, (20, 27), True, 0.25)
+    assert settings("--epochs", "3").epochs == 3
+    # the decays move with --epochs (at the same fractions of the run) unless given
+    assert settings("--data", "300w", "--epochs", "60").decay_epochs == (40, 54)
+    assert settings("--epochs", "16").decay_epochs == (12,)
+    assert settings("--epochs", "16", "--decay-epochs", "5").decay_epochs == (5,)
+    assert settings("--data", "300w", "--no-augment").crop_margin == 0.0
 
 
 def test_evaluate_reproduces_the_stored_validation_nme(trained, tmp_path):
@@ -148,7 +158,7 @@ def test_predict_whole_image_matches_the_model_and_draws(trained, face_png, tmp_
     path, _ = trained
     image, rgb = face_png
     drawing = tmp_path / "drawn.png"
-    code, out = run(["predict", str(path), str(image), "--device", "cpu", "--output", str(drawing)])
+    code, out = run(["predict", str(path), str(image), "--whole-image", "--device", "cpu", "--output", str(drawing)])
     assert code == 0
     points = points_of(out)
     assert points.shape == (68, 2)

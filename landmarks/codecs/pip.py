@@ -93,7 +93,8 @@ def _check_neighbours(neighbours: Tensor, num_points: int) -> Tensor:
     if neighbours.ndim != 2 or neighbours.shape[0] != num_points or neighbours.dtype.is_floating_point:
         raise ValueError(f"neighbours: expected an integer ({num_points}, nb) tensor, "
                          f"got {neighbours.dtype} {tuple(neighbours.shape)}")
-    if neighbours.numel() and (neighbours.min() < 0 or neighbours.max() >= num_points):
+    # the values are checked in eager mode; an exported graph (ONNX) cannot branch on them
+    if not torch.compiler.is_compiling() and neighbours.numel() and (neighbours.min() < 0 or neighbours.max() >= num_points):
         raise ValueError(f"neighbours: indices outside 0..{num_points - 1}")
     return neighbours.long()
 

@@ -22,14 +22,16 @@ would be 0.5 px off, far below the annotation noise.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from landmarks.data.cache import CropCache, crop_key
 from landmarks.data.coords import apply_affine, bounding_boxes, from_one_based
 from landmarks.data.formats import (WFLW_ATTRIBUTES, PathLike, read_aflw_mat, read_cofw_mat, read_pts,
                       read_wflw_list)
@@ -37,7 +39,7 @@ from landmarks.data.layouts import AFLW, COFW, W300, WFLW, Layout, get_layout
 
 __all__ = [
     "DATA_SOURCES", "OFFICIAL_SIZES", "crop_box", "crop_matrix", "opencv_matrix", "apply_affine",
-    "crop_and_resize", "read_image", "LandmarkDataset", "load_300w", "load_wflw", "load_cofw", "load_aflw",
+    "crop_and_resize", "read_image", "image_beside", "IMAGE_SUFFIXES", "LandmarkDataset", "load_300w", "load_wflw", "load_cofw", "load_aflw",
 ]
 
 #: Where each benchmark is published (named in the error raised for a missing root).
@@ -141,12 +143,19 @@ class LandmarkDataset(Dataset):
         visible: ``(K, N)`` bool, by default all ``True``.
         crop_from: ``"box"`` (the face box) or ``"landmarks"`` (their bounding box).
         names: K labels used in error messages (default: the path, or ``"item k"``).
+        margin: extra border cut around the crop, as a fraction of ``size`` on each side. With a
+            margin, ``transform`` sees the larger crop (so translation and rotation bring in real
+            pixels, not black ones) and the sample is its central ``size x size`` part afterwards.
+            Without a transform the sample is the same crop as with no margin.
+        cache: a :class:`~landmarks.data.cache.CropCache`, ``"memory"``, or a folder: crops (with
+            their margin) are decoded once and kept (see :mod:`landmarks.data.cache`).
     """
 
     def __init__(self, images: Sequence[ImageSource], landmarks, layout: Layout | str,
                  boxes: np.ndarray | None = None, size: int = 256, box_scale: float = 1.1,
                  transform: Callable[[dict], dict] | None = None, visible: np.ndarray | None = None,
-                 crop_from: str = "box", names: Sequence[str] | None = None) -> None:
+                 crop_from: str = "box", names: Sequence[str] | None = None, margin: float = 0.0,
+                 cache: "CropCache | str | PathLike | None" = None) -> None:
         self.layout = get_layout(layout)
         self.images = list(images)
         count = len(self.images)
@@ -160,6 +169,11 @@ class LandmarkDataset(Dataset):
             raise ValueError(f"crop_from must be 'box' or 'landmarks', got {crop_from!r}")
         self.crop_boxes = crop_box(self.boxes if crop_from == "box" else self.landmarks, box_scale)
         self.size, self.box_scale, self.transform = int(size), float(box_scale), transform
+        if not 0.0 <= margin <= 1.0:
+            raise ValueError(f"margin must be in [0, 1] (a fraction of the crop on each side), got {margin}")
+        self.margin = float(margin)
+        self.pad = int(round(self.margin * self.size))
+        self.cache = _as_cache(cache)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -168,18 +182,46 @@ class LandmarkDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         index = index % len(self)
-        image = self.load_image(index)
-        matrix = crop_matrix(self.crop_boxes[index], self.size)
-        crop, points = crop_and_resize(image, self.landmarks[index], self.crop_boxes[index], self.size)
+        wide_box, side = self.wide_crop_box(index)
+        crop = self.crop_pixels(index)
+        matrix = crop_matrix(wide_box, side)
         box = apply_affine(matrix, self.boxes[index].reshape(2, 2)).reshape(4)
         sample = {
-            "image": torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0),
-            "landmarks": torch.from_numpy(points).float(),
+            "image": torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float().div_(255.0),
+            "landmarks": torch.from_numpy(apply_affine(matrix, self.landmarks[index])).float(),
             "box": torch.from_numpy(box).float(),
             "visible": torch.from_numpy(self.visible[index].copy()),
             "index": index,
         }
-        return self.transform(sample) if self.transform is not None else sample
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return _centre(sample, self.pad, self.size) if self.pad else sample
+
+    def wide_crop_box(self, index: int) -> tuple[np.ndarray, int]:
+        """The crop box of item ``index`` grown by the margin, and its side in pixels: the crop's
+        pixels ``pad .. pad + size`` sample the image exactly where the plain crop's do."""
+        box = self.crop_boxes[index]
+        if not self.pad:
+            return box, self.size
+        grow = self.pad * (box[2:] - box[:2]) / self.size
+        return np.concatenate([box[:2] - grow, box[2:] + grow]), self.size + 2 * self.pad
+
+    def crop_pixels(self, index: int) -> np.ndarray:
+        """The ``(side, side, 3)`` uint8 crop (with its margin) of item ``index``, from the cache
+        when there is one."""
+        box, side = self.wide_crop_box(index)
+
+        def make() -> np.ndarray:
+            return crop_and_resize(self.load_image(index), np.zeros((0, 2)), box, side)[0]
+
+        if self.cache is None:
+            return make()
+        source = self.images[index]
+        if isinstance(source, np.ndarray):
+            if self.cache.folder is not None:  # in-memory images have no file to key a shared cache by
+                return make()
+            source = f"memory:{id(self.images)}:{index}"
+        return self.cache.get(crop_key(source, box, side), make)
 
     def load_image(self, index: int) -> np.ndarray:
         """The full image of item ``index`` as ``(H, W, 3)`` uint8 RGB."""
@@ -193,6 +235,23 @@ class LandmarkDataset(Dataset):
         matrix = crop_matrix(self.crop_boxes[index], self.size)
         inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
         return apply_affine(inverse, np.asarray(points, dtype=np.float64))
+
+
+def _as_cache(cache: Any) -> "CropCache | None":
+    if cache is None or isinstance(cache, CropCache):
+        return cache
+    return CropCache() if cache == "memory" else CropCache(cache)
+
+
+def _centre(sample: dict, pad: int, size: int) -> dict:
+    """The central ``size x size`` part of a sample cut with a margin of ``pad`` pixels."""
+    shift = torch.tensor([float(pad), float(pad)])
+    sample = dict(sample)
+    sample["image"] = sample["image"][..., pad:pad + size, pad:pad + size].contiguous()
+    sample["landmarks"] = sample["landmarks"] - shift
+    if sample.get("box") is not None:
+        sample["box"] = torch.as_tensor(sample["box"]) - shift.repeat(2)
+    return sample
 
 
 def _default_name(source: ImageSource, index: int) -> str:
@@ -265,11 +324,21 @@ _300W_FOLDERS = {
 }
 _300W_FOLDERS["full"] = _300W_FOLDERS["common"] + _300W_FOLDERS["challenge"]
 _300W_FOLDERS["test"] = _300W_FOLDERS["full"]
-_IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
+#: Image files looked for beside an annotation (any letter case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def image_beside(annotation: Path) -> Path:
+    """The image with the same name as ``annotation`` in its folder (any of :data:`IMAGE_SUFFIXES`,
+    any letter case); ``FileNotFoundError`` naming the annotation when there is none."""
+    for candidate in sorted(annotation.parent.glob(annotation.stem + ".*")):
+        if candidate.suffix.lower() in IMAGE_SUFFIXES and candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no image ({'/'.join(IMAGE_SUFFIXES)}) beside {annotation}")
 
 
 def load_300w(root: PathLike, split: str = "train", size: int = 256, box_scale: float = 1.1,
-              transform: Callable[[dict], dict] | None = None) -> LandmarkDataset:
+              transform: Callable[[dict], dict] | None = None, **crops: Any) -> LandmarkDataset:
     """300W (68 points) from the iBUG download.
 
     ``root`` holds ``afw/``, ``helen/trainset/``, ``helen/testset/``, ``lfpw/trainset/``,
@@ -285,16 +354,12 @@ def load_300w(root: PathLike, split: str = "train", size: int = 256, box_scale: 
         if not annotations:
             raise FileNotFoundError(f"300w: no .pts files in {directory}; see {DATA_SOURCES['300w']}")
         for pts in annotations:
-            images.append(_image_beside(pts))
+            images.append(image_beside(pts))
             points.append(from_one_based(read_pts(pts, W300.num_points)))
-    return LandmarkDataset(images, np.asarray(points), W300, size=size, box_scale=box_scale, transform=transform)
+    return LandmarkDataset(images, np.asarray(points), W300, size=size, box_scale=box_scale, transform=transform,
+                           **crops)
 
 
-def _image_beside(pts: Path) -> Path:
-    for suffix in _IMAGE_SUFFIXES:
-        if pts.with_suffix(suffix).is_file():
-            return pts.with_suffix(suffix)
-    raise FileNotFoundError(f"300w: no image (.jpg/.png) beside {pts}")
 
 
 _WFLW_LIST = "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{}.txt"
@@ -302,7 +367,7 @@ _WFLW_LIST = "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_att
 
 def load_wflw(root: PathLike, split: str = "train", subset: str | None = None, size: int = 256,
               box_scale: float = 1.2, transform: Callable[[dict], dict] | None = None,
-              crop_from: str = "landmarks") -> LandmarkDataset:
+              crop_from: str = "landmarks", **crops: Any) -> LandmarkDataset:
     """WFLW (98 points): ``root/WFLW_annotations/list_98pt_rect_attr_train_test/`` and ``root/WFLW_images/``.
 
     Splits ``train`` (7500) and ``test`` (2500); ``subset`` keeps the faces with one attribute:
@@ -322,12 +387,12 @@ def load_wflw(root: PathLike, split: str = "train", subset: str | None = None, s
     return LandmarkDataset(
         [folder / r.image for r in records], np.stack([r.landmarks for r in records]), WFLW,
         boxes=np.stack([r.box for r in records]), size=size, box_scale=box_scale,
-        transform=transform, crop_from=crop_from,
+        transform=transform, crop_from=crop_from, **crops,
     )
 
 
 def load_cofw(root: PathLike, split: str = "train", size: int = 256, box_scale: float = 1.0,
-              transform: Callable[[dict], dict] | None = None) -> LandmarkDataset:
+              transform: Callable[[dict], dict] | None = None, **crops: Any) -> LandmarkDataset:
     """COFW (29 points) from ``root/COFW_train_color.mat`` or ``root/COFW_test_color.mat``.
 
     Splits ``train`` (1345) and ``test`` (507); images are held in memory. ``visible`` is the
@@ -338,12 +403,12 @@ def load_cofw(root: PathLike, split: str = "train", size: int = 256, box_scale: 
     names = [f"{name}[{k}]" for k in range(len(data.images))]
     return LandmarkDataset(
         data.images, from_one_based(data.landmarks), COFW, boxes=from_one_based(data.boxes),
-        size=size, box_scale=box_scale, transform=transform, visible=~data.occluded, names=names,
+        size=size, box_scale=box_scale, transform=transform, visible=~data.occluded, names=names, **crops,
     )
 
 
 def load_aflw(root: PathLike, split: str = "train", size: int = 256, box_scale: float = 1.2,
-              transform: Callable[[dict], dict] | None = None, num_train: int = 20000) -> LandmarkDataset:
+              transform: Callable[[dict], dict] | None = None, num_train: int = 20000, **crops: Any) -> LandmarkDataset:
     """AFLW-19 from ``root/AFLWinfo_release.mat`` and images under ``root/data/flickr/``.
 
     ``train`` = the first ``num_train`` (20,000) indices of ``ra``, ``test`` = the rest (4,386),
@@ -362,5 +427,5 @@ def load_aflw(root: PathLike, split: str = "train", size: int = 256, box_scale: 
     return LandmarkDataset(
         [folder / data.names[k] for k in chosen], from_one_based(data.landmarks[chosen]), AFLW,
         boxes=from_one_based(data.boxes[chosen]), size=size, box_scale=box_scale,
-        transform=transform, visible=data.visible[chosen],
+        transform=transform, visible=data.visible[chosen], **crops,
     )

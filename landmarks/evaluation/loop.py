@@ -49,12 +49,13 @@ def layout_for(layout: str | Layout | None, data: Any, detector: Any = None) -> 
 
 @torch.no_grad()
 def predictions(detector: Any, data: Dataset | Tensor, batch_size: int = 32, num_workers: int = 0,
-                outputs: bool = False) -> Iterator[tuple[dict[str, Any], dict[str, Tensor] | None, Tensor]]:
+                outputs: bool = False, flip: bool = False) -> Iterator[tuple[dict[str, Any], dict[str, Tensor] | None, Tensor]]:
     """``(batch, raw outputs or None, (B, N, 2) landmarks)`` for every batch of ``data``.
 
     ``data`` is a dataset of sample dicts with ``"image"`` crops at the detector's input size, or a
     ``(M, 3, H, W)`` tensor of images. Runs in evaluation mode on the detector's device and gives the
-    network back in the mode it came in. Batches stay on that device.
+    network back in the mode it came in. Batches stay on that device. ``flip``: test-time flip
+    (:meth:`~landmarks.detector.Detector.landmarks`); the raw outputs are those of the crops as given.
     """
     device = detector.device
     if isinstance(data, Tensor):
@@ -66,6 +67,10 @@ def predictions(detector: Any, data: Dataset | Tensor, batch_size: int = 32, num
     try:
         for batch in batches:
             batch = to_device(batch, device)
+            if flip:
+                raw = detector.outputs(batch["image"]) if outputs else None
+                yield batch, raw, detector.landmarks(batch["image"], flip=True).float()
+                continue
             raw = detector.outputs(batch["image"])
             yield batch, raw if outputs else None, detector.decode(raw, batch["image"]).float()
     finally:
@@ -73,18 +78,19 @@ def predictions(detector: Any, data: Dataset | Tensor, batch_size: int = 32, num
 
 
 def evaluate(detector: Any, data: Dataset, layout: str | Layout | None = None, batch_size: int = 32,
-             norm: str | None = None, num_workers: int = 0, threshold: float = 0.1) -> dict[str, Any]:
+             norm: str | None = None, num_workers: int = 0, threshold: float = 0.1, flip: bool = False) -> dict[str, Any]:
     """NME of every image of ``data`` and the summary at ``threshold``.
 
     ``layout`` defaults to the data's, then the detector's; ``norm`` to the layout's benchmark
     normalisation (the box norms use each sample's ``"box"``). Returns ``{"nme", "fr", "auc"}``
     (fractions, as :func:`landmarks.evaluation.metrics.summarise`), ``"per_image"`` (``(M,)`` NMEs
-    in dataset order), ``"predictions"`` (``(M, N, 2)`` pixels) and ``"norm"``.
+    in dataset order), ``"predictions"`` (``(M, N, 2)`` pixels) and ``"norm"``. ``flip``: test-time
+    flip (the mean of the predictions on each crop and on its mirror image).
     """
     layout = layout_for(layout, data, detector)
     norm = norm or layout.default_norm
     errors, points = [], []
-    for batch, _, pred in predictions(detector, data, batch_size, num_workers):
+    for batch, _, pred in predictions(detector, data, batch_size, num_workers, flip=flip):
         boxes = batch.get("box") if norm.startswith("box") else None
         if norm.startswith("box") and boxes is None:
             raise ValueError(f"norm {norm!r} needs a 'box' in every sample")

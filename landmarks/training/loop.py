@@ -674,12 +674,14 @@ def train_spec(spec: "ModelSpec", train_data: Dataset, val_data: Dataset | None 
                progress: bool = True, **fit_options: Any) -> tuple["Detector", History]:
     """Build the detector of ``spec`` (neighbours from the training faces' mean face), initialised
     under ``seed``, and train it with ``schedule`` (``profile.schedule()``, keyword arguments of
-    :func:`fit`) and the same seed for the data order. Returns the detector and its history."""
+    :func:`fit`) and the same seed for the data order. A :class:`~landmarks.data.layouts.Layout` given
+    as ``layout`` (e.g. one of your own) becomes the detector's as well as the validation's. Returns
+    the detector and its history."""
     from landmarks.detector import build_detector, training_landmarks
 
     shapes = training_landmarks(train_data) if spec.head == "pip" else None
     torch.manual_seed(seed)
-    detector = build_detector(spec, shapes, modifiers=modifiers)
+    detector = build_detector(spec, shapes, modifiers=modifiers, layout=fit_options.get("layout"))
     options = {**dict(schedule), **fit_options}
     history = fit(detector, train_data, val_data, seed=seed, progress=progress, config=detector.config(),
                   **options)
