@@ -41,6 +41,8 @@ benchmark: install
 	$(PY) benchmarks/synthetic_rate.py
 	$(PY) benchmarks/heads_speed.py
 	$(PY) benchmarks/loader_vs_step.py
+	$(PY) benchmarks/real_photos_epoch.py
+	$(PY) benchmarks/inference_speed.py
 
 # Train and store the models the chapters load (skips those already stored with the same settings).
 checkpoints: install

@@ -339,10 +339,11 @@ def _training_data(args: argparse.Namespace, settings: profiles.Profile):
         val = Subset(_real_dataset(args, "train", settings.image_size, cache=cache), held)
         train = Subset(train, kept)
         train.layout = val.layout = probe.layout
-        description = f"{len(kept)} faces of the folder {args.root} (every 10th held out for validation)"
+        description = f"faces of the folder {args.root} (every 10th held out for validation)"
     else:
         val = _real_dataset(args, "test", settings.image_size, cache=cache)
-        description = f"{args.data} at {args.root}"
+        description = (f"faces of the folder {_folder_part(args, 'train')}" if args.data == FOLDER
+                       else f"{args.data} at {args.root}")
     train, val = _limited(train, args.train_size), _limited(val, args.val_size)
     return train, val if len(val) > 0 else None, probe.layout, description
 

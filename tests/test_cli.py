@@ -218,3 +218,62 @@ def test_module_entry_point():
                             timeout=60)
     assert result.returncode == 0
     assert re.search(r"train .*\n.*evaluate .*\n.*predict", result.stdout)
+
+
+def _write_folder(root, count, seed=5, size=64):
+    """Synthetic faces saved as a folder of JPEGs with a 1-based .pts beside each."""
+    faces = SyntheticFaces("studio", size, length=count, seed=seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        face = faces[k]
+        rgb = np.round(face["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        cv2.imwrite(str(root / f"face_{k:02d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        write_pts(root / f"face_{k:02d}.pts", to_one_based(face["landmarks"].double().numpy()))
+    return root
+
+
+def test_train_on_any_folder_holds_out_every_tenth_face_and_augments(tmp_path):
+    root = _write_folder(tmp_path / "faces", 20)
+    model = tmp_path / "folder.pt"
+    code, out = run(["train", "--data", "folder", "--root", str(root), "--image-size", "64", "--width", "0.25",
+                     "--epochs", "1", "--batch-size", "6", "--device", "cpu", "--quiet", "--output", str(model)])
+    assert code == 0
+    assert "on 18 faces of the folder" in out and "every 10th held out" in out and ", augmented" in out
+    assert "images: 2" in out
+    detector, record = Detector.load_with_record(model)
+    assert detector.layout.name == "300w" and record["metrics"]["augment"] is True
+    code, out = run(["evaluate", str(model), "--data", "folder", "--root", str(root), "--flip", "--device", "cpu"])
+    assert code == 0 and "images: 20" in out and "test-time flip" in out
+    # a folder with train/ and test/ inside uses them; --layout declares a layout by its point count
+    split = tmp_path / "split"
+    _write_folder(split / "train", 8, seed=6)
+    _write_folder(split / "test", 3, seed=7)
+    code, out = run(["train", "--data", "folder", "--root", str(split), "--layout", "68", "--no-augment",
+                     "--image-size", "64", "--width", "0.25", "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                     "--quiet", "--output", str(tmp_path / "split.pt")])
+    assert code == 0 and "on 8 faces of the folder" in out and "images: 3" in out and "augmented" not in out
+
+
+def test_predict_finds_the_face_of_a_photo_off_centre(trained, tmp_path, capsys):
+    from importlib import resources
+
+    photo = cv2.imread(str(resources.files("landmarks") / "assets" / "photos" / "astronaut.jpg"))
+    canvas = np.full((600, 1000, 3), 90, np.uint8)
+    canvas[44:556, 440:952] = photo
+    path = tmp_path / "photo.jpg"
+    cv2.imwrite(str(path), canvas)
+    code, out = run(["predict", str(trained[0]), str(path), "--device", "cpu", "--output", str(tmp_path / "d.png")])
+    assert code == 0
+    header, *lines = out.strip().splitlines()
+    assert header.startswith("# face 1 of 1: box ") and len(lines) == 68
+    box = np.array([float(v) for v in header.split("box ")[1].split()])
+    assert 600 < box[0] < 640 and 700 < box[2] < 740  # the face, right of centre (at about x 615-710)
+    points = points_of("\n".join(lines))
+    scale = 1.1 * (box[2] - box[0])  # the detector's crop: 1.1 x the landmark box, around its centre
+    centre = (box[:2] + box[2:]) / 2
+    assert (np.abs(points - centre) <= scale / 2 + 1e-3).all()  # inside the crop around the face
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 128, np.uint8))
+    assert "no face found" in fails(["predict", str(trained[0]), str(blank)], capsys)
+    assert "either --box or --whole-image" in fails(["predict", str(trained[0]), str(blank), "--whole-image",
+                                                     "--box", "1", "2", "30", "40"], capsys)

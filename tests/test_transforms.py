@@ -282,3 +282,37 @@ def test_augmented_view_applies_the_transform_on_every_access_and_keeps_the_layo
     torch.manual_seed(0)
     moved = [Augmented(faces, geometric_augmentation(faces.layout, 64))[0]["landmarks"] for _ in range(8)]
     assert any(not torch.allclose(m, faces[0]["landmarks"]) for m in moved), "random geometry moves the points"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_affine_moves_image_and_points_by_one_map(seed):
+    """One warp (OpenCV) for the image, the map read off torchvision's key-point kernel for the points:
+    the blobs stay under the points, and the box is the box around the moved corners."""
+    transform = T.RandomAffine(8.0, 25.0, (0.8, 1.2), 1.0, 1.0, 1.0, generator=torch.Generator().manual_seed(seed))
+    box = torch.tensor([20.0, 15.0, 60.0, 50.0])
+    out = transform(make_sample(box=box))
+    assert not torch.allclose(out["landmarks"], DOTS)
+    assert torch.allclose(blob_centroids(out["image"], out["landmarks"]), out["landmarks"], atol=0.3)
+    # the same draw through torchvision's own image kernel (T._affine) gives the same points
+    again = T.RandomAffine(8.0, 25.0, (0.8, 1.2), 1.0, 1.0, 1.0, generator=torch.Generator().manual_seed(seed))
+    draws = []
+    again.uniform = lambda lo, hi, draw=again.uniform: draws.append(draw(lo, hi)) or draws[-1]
+    again(make_sample())
+    _, _, _, dx, dy, angle, scale = draws
+    reference = T._affine(make_sample(box=box), angle=-angle, translate=(dx, dy), scale=scale)
+    torch.testing.assert_close(out["landmarks"], reference["landmarks"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out["box"], reference["box"], atol=1e-4, rtol=0)
+    assert (out["image"] - reference["image"]).abs().mean() < 0.01
+
+
+def test_random_affine_parts_have_their_own_chances_and_the_real_data_preset():
+    never = T.RandomAffine(8.0, 25.0, (0.8, 1.2), 0.0, 0.0, 0.0)
+    sample = make_sample()
+    assert never(sample)["image"] is sample["image"]
+    preset = T.real_data_augmentation(W300, size=128)
+    kinds = [type(t) for t in preset.transforms]
+    assert kinds == [T.RandomOcclusion, T.RandomHorizontalFlip, T.RandomAffine, T.RandomGaussianBlur,
+                     T.RandomGrayscale]
+    affine = preset.transforms[2]
+    assert affine.max_shift == (15.0, 15.0) and affine.degrees == (-30.0, 30.0) and affine.scale == (0.9, 1.1)
+    assert affine.chances == (0.5, 0.5, 0.5)

@@ -146,7 +146,8 @@ class LandmarkDataset(Dataset):
         margin: extra border cut around the crop, as a fraction of ``size`` on each side. With a
             margin, ``transform`` sees the larger crop (so translation and rotation bring in real
             pixels, not black ones) and the sample is its central ``size x size`` part afterwards.
-            Without a transform the sample is the same crop as with no margin.
+            Without a transform the sample is the same crop as with no margin (the same sampling
+            points; OpenCV rounds them to 1/32 pixel, which moves a few edge pixels by a few levels).
         cache: a :class:`~landmarks.data.cache.CropCache`, ``"memory"``, or a folder: crops (with
             their margin) are decoded once and kept (see :mod:`landmarks.data.cache`).
     """
@@ -346,10 +347,22 @@ def load_300w(root: PathLike, split: str = "train", size: int = 256, box_scale: 
     each. Splits: ``train`` (afw + helen/trainset + lfpw/trainset, 3148), ``common``
     (helen/testset + lfpw/testset, 554), ``challenge`` (ibug, 135), ``full`` = ``test``
     (common + challenge, 689). Box and crop from the landmarks (x 1.1, as PIPNet).
+
+    A root with only some of the folders (HELEN alone, say) loads those of the split that are
+    present and warns which are missing; a split none of whose folders is present is an error.
+    ``crops``: ``margin`` and ``cache`` of :class:`LandmarkDataset`.
     """
     root, images, points = Path(root), [], []
-    for folder in _300W_FOLDERS[_choose(split, list(_300W_FOLDERS), "300w")]:
-        directory = _require(root / folder, "300w", f"folder '{folder}'")
+    folders = _300W_FOLDERS[_choose(split, list(_300W_FOLDERS), "300w")]
+    present = [folder for folder in folders if (root / folder).is_dir()]
+    if not present:
+        _require(root / folders[0], "300w", f"folder '{folders[0]}' (none of {', '.join(folders)})")
+    if len(present) < len(folders):
+        missing = [folder for folder in folders if folder not in present]
+        warnings.warn(f"300w {split}: loading {', '.join(present)}; not found under {root}: {', '.join(missing)}",
+                      stacklevel=2)
+    for folder in present:
+        directory = root / folder
         annotations = sorted(directory.glob("*.pts"))
         if not annotations:
             raise FileNotFoundError(f"300w: no .pts files in {directory}; see {DATA_SOURCES['300w']}")

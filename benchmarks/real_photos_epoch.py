@@ -1,0 +1,136 @@
+"""Does an epoch on real photos cost more than its training steps? Cached crops against decoding.
+
+Writes large JPEG photos (``--megapixels``, 1.2 by default: 300W's median), each with a synthetic
+face somewhere in a textured scene and a ``.pts`` beside it, and loads them with
+:func:`landmarks.data.folders.load_folder` as the command line's real-data recipe does (PIPNet's
+augmentation on crops cut with a margin). Then, in interleaved rounds, it times
+
+- **steps alone**: the same number of training steps on one batch held in memory;
+- **cached epoch**: a whole epoch through the ``DataLoader`` (the crops cached in memory by an
+  earlier epoch, augmentation on every access) with a training step on every batch;
+- **uncached epoch**: the same epoch decoding every JPEG again (the library before the cache).
+
+and prints the median of each and the ratio of each epoch to the steps alone. The target of the
+real-faces issue: a cached epoch within 1.2x of its steps.
+
+    python benchmarks/real_photos_epoch.py                     # the quick profile's real-data recipe
+    python benchmarks/real_photos_epoch.py --photos 96 --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from landmarks.data.cache import CropCache
+from landmarks.data.coords import to_one_based
+from landmarks.data.folders import load_folder
+from landmarks.data.formats import write_pts
+from landmarks.data.synthetic import SyntheticFaces
+from landmarks.data.transforms import real_data_augmentation
+from landmarks.detector import ModelSpec, build_detector, training_landmarks
+from landmarks.evaluation.loop import loader
+from landmarks.profile import current
+
+
+def write_photos(folder: Path, count: int, megapixels: float, seed: int = 0) -> float:
+    """``count`` 4:3 JPEG photos with one face each (a 300-pixel synthetic face, scaled up, on noise);
+    returns their mean file size in MB."""
+    rng = np.random.default_rng(seed)
+    width = int(round(np.sqrt(megapixels * 1e6 * 4 / 3)))
+    height = int(round(width * 3 / 4))
+    faces = SyntheticFaces("wild", 300, length=count, seed=seed)
+    sizes = []
+    for k in range(count):
+        face = faces[k]
+        side = int(rng.uniform(0.25, 0.45) * height)
+        x0, y0 = int(rng.uniform(0, width - side)), int(rng.uniform(0, height - side))
+        scene = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), (0, 0), 2.0)
+        pixels = np.round(face["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        scene[y0:y0 + side, x0:x0 + side] = cv2.resize(pixels, (side, side), interpolation=cv2.INTER_CUBIC)
+        points = face["landmarks"].double().numpy() * side / 300 + [x0, y0]
+        path = folder / f"photo_{k:04d}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        write_pts(path.with_suffix(".pts"), to_one_based(points))
+        sizes.append(path.stat().st_size / 1e6)
+    return float(np.mean(sizes))
+
+
+class Trainer:
+    """One model, one optimiser: a training step on a batch."""
+
+    def __init__(self, spec: ModelSpec, shapes: torch.Tensor) -> None:
+        torch.manual_seed(0)
+        self.detector = build_detector(spec, shapes).train()
+        self.optimiser = torch.optim.Adam(self.detector.model.parameters(), lr=1e-4)
+
+    def step(self, batch: dict) -> None:
+        self.optimiser.zero_grad()
+        self.detector.task.loss(self.detector.model(batch["image"]), batch)["total"].backward()
+        self.optimiser.step()
+
+
+def epoch_seconds(trainer: Trainer, data, batch_size: int) -> tuple[float, int]:
+    start, steps = time.perf_counter(), 0
+    for batch in loader(data, batch_size, drop_last=True):
+        trainer.step(batch)
+        steps += 1
+    return time.perf_counter() - start, steps
+
+
+def steps_seconds(trainer: Trainer, batch: dict, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(batch)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=64, help="photos written (one epoch)")
+    parser.add_argument("--megapixels", type=float, default=1.2, help="size of each photo")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--folder", type=Path, help="write the photos here (default: a temporary folder)")
+    args = parser.parse_args()
+    recipe = current().for_real_data()
+    size, batch_size = recipe.image_size, recipe.batch_size
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.folder or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        megabytes = write_photos(folder, args.photos, args.megapixels)
+        augment = real_data_augmentation("300w", size)
+        cached = load_folder(folder, size=size, transform=augment, margin=recipe.crop_margin, cache=CropCache())
+        uncached = load_folder(folder, size=size, transform=augment, margin=recipe.crop_margin)
+        spec = ModelSpec("pip", width=recipe.width, image_size=size, net_stride=32)
+        trainer = Trainer(spec, training_landmarks(load_folder(folder, size=size)))
+        batch = next(iter(loader(cached, batch_size)))  # fills the cache with one batch; the rest below
+        [cached[k] for k in range(len(cached))]
+        print(f"profile {recipe.name}, real-data recipe: PIP net, width {recipe.width:g}, {size} px, batch {batch_size}, "
+              f"{torch.get_num_threads()} threads; {args.photos} photos of {args.megapixels:g} MP "
+              f"({megabytes:.2f} MB each), crop margin {recipe.crop_margin:g}, augmentation on\n")
+        times: dict[str, list[float]] = {"steps alone": [], "cached epoch": [], "uncached epoch": []}
+        for _ in range(args.rounds):
+            cached_time, steps = epoch_seconds(trainer, cached, batch_size)
+            times["cached epoch"].append(cached_time)
+            times["steps alone"].append(steps_seconds(trainer, batch, steps))
+            times["uncached epoch"].append(epoch_seconds(trainer, uncached, batch_size)[0])
+        images = steps * batch_size
+        alone = statistics.median(times["steps alone"])
+        print(f"{'':16s}{'seconds':>9s}{'images/s':>10s}{'x steps':>9s}{'range of x':>13s}")
+        for name, values in times.items():
+            ratios = [value / base for value, base in zip(values, times["steps alone"])]
+            middle = statistics.median(values)
+            print(f"{name:16s}{middle:9.2f}{images / middle:10.1f}{statistics.median(ratios):9.2f}"
+                  f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>13s}", flush=True)
+        print(f"\n{images} images per epoch; the cache holds {len(cached.cache)} crops "
+              f"({sum(c.nbytes for c in cached.cache._memory.values()) / 1e6:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
