@@ -24,42 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
+from landmarks.book.demo_data import write_face_photos
 from landmarks.data.cache import CropCache
-from landmarks.data.coords import to_one_based
 from landmarks.data.folders import load_folder
-from landmarks.data.formats import write_pts
-from landmarks.data.synthetic import SyntheticFaces
 from landmarks.data.transforms import real_data_augmentation
 from landmarks.detector import ModelSpec, build_detector, training_landmarks
 from landmarks.evaluation.loop import loader
 from landmarks.profile import current
-
-
-def write_photos(folder: Path, count: int, megapixels: float, seed: int = 0) -> float:
-    """``count`` 4:3 JPEG photos with one face each (a 300-pixel synthetic face, scaled up, on noise);
-    returns their mean file size in MB."""
-    rng = np.random.default_rng(seed)
-    width = int(round(np.sqrt(megapixels * 1e6 * 4 / 3)))
-    height = int(round(width * 3 / 4))
-    faces = SyntheticFaces("wild", 300, length=count, seed=seed)
-    sizes = []
-    for k in range(count):
-        face = faces[k]
-        side = int(rng.uniform(0.25, 0.45) * height)
-        x0, y0 = int(rng.uniform(0, width - side)), int(rng.uniform(0, height - side))
-        scene = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), (0, 0), 2.0)
-        pixels = np.round(face["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        scene[y0:y0 + side, x0:x0 + side] = cv2.resize(pixels, (side, side), interpolation=cv2.INTER_CUBIC)
-        points = face["landmarks"].double().numpy() * side / 300 + [x0, y0]
-        path = folder / f"photo_{k:04d}.jpg"
-        cv2.imwrite(str(path), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-        write_pts(path.with_suffix(".pts"), to_one_based(points))
-        sizes.append(path.stat().st_size / 1e6)
-    return float(np.mean(sizes))
 
 
 class Trainer:
@@ -103,7 +77,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.folder or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        megabytes = write_photos(folder, args.photos, args.megapixels)
+        write_face_photos(folder, args.photos, args.megapixels)
+        megabytes = np.mean([p.stat().st_size for p in folder.glob('*.jpg')]) / 1e6
         augment = real_data_augmentation("300w", size)
         cached = load_folder(folder, size=size, transform=augment, margin=recipe.crop_margin, cache=CropCache())
         uncached = load_folder(folder, size=size, transform=augment, margin=recipe.crop_margin)

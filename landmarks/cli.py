@@ -141,7 +141,8 @@ def _train_parser(commands, settings: profiles.Profile) -> None:
                       help="PIPNet's augmentation (flip, rotation, scale, translation, occlusion, blur, grayscale) "
                            "on crops cut with a margin (default: on for real data, off for synthetic faces)")
     data.add_argument("--cache-dir", type=Path, metavar="DIR",
-                      help="keep the decoded face crops of real data in this folder (default: in memory)")
+                      help="keep the decoded face crops of real data in this folder (default: in memory, or a "
+                           "folder in the system's temporary directory with --num-workers > 0)")
     schedule = _add_compute(parser, settings)
     schedule.title = "schedule"
     schedule.add_argument("--epochs", type=int,
@@ -327,7 +328,10 @@ def _training_data(args: argparse.Namespace, settings: profiles.Profile):
     from landmarks.data.transforms import real_data_augmentation
     from torch.utils.data import Subset
 
-    cache = CropCache(args.cache_dir)
+    # one cache for every worker process: in memory without workers, else a folder (workers start
+    # anew each epoch, and each would decode and hold its own copy of every crop)
+    folder = args.cache_dir or (None if settings.num_workers == 0 else Path(tempfile.gettempdir()) / "landmarks-crops")
+    cache = CropCache(folder)
     probe = _real_dataset(args, "train", settings.image_size)
     transform = real_data_augmentation(probe.layout, settings.image_size) if settings.augment else None
     train = _real_dataset(args, "train", settings.image_size, transform=transform, margin=settings.crop_margin,

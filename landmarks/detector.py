@@ -500,7 +500,20 @@ class ModelSpec:
 
 
 def training_landmarks(data: Any, limit: int = 2000) -> Tensor:
-    """The ``(M, N, 2)`` landmarks of the first ``limit`` training samples (for the mean face)."""
+    """The ``(M, N, 2)`` landmarks of the first ``limit`` training samples (for the mean face).
+
+    A :class:`~landmarks.data.datasets.LandmarkDataset` (or a ``Subset`` of one) gives them without
+    reading an image and before its augmentation (:meth:`~landmarks.data.datasets.LandmarkDataset.crop_landmarks`);
+    any other dataset is read sample by sample.
+    """
+    from torch.utils.data import Subset
+
+    source, indices = data, None
+    if isinstance(data, Subset):
+        source, indices = data.dataset, list(data.indices)
+    if hasattr(source, "crop_landmarks"):
+        points = source.crop_landmarks()
+        return (points if indices is None else points[indices])[:limit]
     return torch.stack([data[i]["landmarks"] for i in range(min(limit, len(data)))])
 
 

@@ -200,3 +200,31 @@ def test_a_disk_cache_is_shared_and_an_edited_file_is_read_again(photos, tmp_pat
     assert again.cache.misses == 1 and after.mean() > 3 * before.mean()
     (folder / "cut.npy").write_bytes(b"\x93NUMPY")  # a crop cut short by a killed writer is made again
     assert CropCache(folder).get("cut", lambda: np.ones((2, 2, 3), np.uint8)).shape == (2, 2, 3)
+
+
+def test_the_readme_example_trains_a_layout_of_your_own(tmp_path, monkeypatch):
+    """The README's Python example, run as written on a tiny CSV with a tiny profile."""
+    import re
+    from dataclasses import replace
+    from pathlib import Path
+
+    import landmarks.profile as profiles
+    from landmarks.detector import Detector
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = re.search(r"layout of your own.*?```python\n(.*?)```", readme, re.S).group(1)
+    rng = np.random.default_rng(4)
+    rows = ["image," + ",".join(f"x{k},y{k}" for k in range(5))]
+    for k in range(8):
+        points = five_points(rng)
+        write_face(tmp_path, f"f{k}", points, rng)
+        rows.append(f"f{k}.jpg," + ",".join(str(v) for v in to_pixel_index(points).ravel()))
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    tiny = replace(profiles.PROFILES["quick"], real_data=dict(image_size=32, width=0.25, epochs=1, batch_size=4,
+                                                              decay_epochs=(), augment=True, crop_margin=0.25))
+    monkeypatch.setattr(profiles, "current", lambda **overrides: replace(tiny, **overrides))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {"__name__": "readme"})
+    detector = Detector.load(tmp_path / "five.pt")
+    assert detector.layout.name == "five" and detector.layout.flip_pairs == ((0, 1), (3, 4))
+    assert detector.predict(torch.rand(2, 3, 32, 32)).shape == (2, 5, 2)

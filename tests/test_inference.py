@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landmarks.data.face_detection import CASCADE_BOX, BoxCalibration, detect_faces
-from landmarks.data.layouts import W300, custom_layout
+from landmarks.data.layouts import W300, custom_layout, get_layout
 from landmarks.data.synthetic import SyntheticFaces
 from landmarks.detector import ModelSpec, build_detector
 from landmarks.evaluation.loop import evaluate
@@ -119,3 +119,46 @@ def test_the_calibration_moves_the_square_down_and_scales_it():
     np.testing.assert_allclose(CASCADE_BOX.apply(box), [[106.5, 69.5, 193.5, 156.5]])
     with pytest.raises(ValueError, match="uint8"):
         detect_faces(np.zeros((10, 10, 3)))
+
+
+def test_cross_dataset_scores_convert_both_sides_to_19_points_and_divide_by_the_width():
+    """A detector whose 68 points are known exactly, scored on 98-point (WFLW-layout) labels: the
+    error is computed by hand from the two conversions to AFLW's 19 points."""
+    from landmarks.data.layouts import conversion_matrix
+    from landmarks.evaluation.loop import evaluate_across
+
+    class Known(torch.nn.Module):
+        def forward(self, images):
+            return {"points": self.points.expand(len(images), -1, -1)}
+
+    from dataclasses import dataclass
+
+    @dataclass
+    class Fixed:
+        def predict(self, outputs, batch):
+            return outputs["points"]
+
+    rng = torch.Generator().manual_seed(0)
+    model = Known()
+    model.points = torch.rand(1, 68, 2, generator=rng) * 50 + 7
+    from landmarks.detector import Detector
+
+    detector = Detector(model, Fixed(), image_size=64, layout="300w")
+    labels = torch.rand(3, 98, 2, generator=rng) * 50 + 7
+    data = [{"image": torch.zeros(3, 64, 64), "landmarks": labels[k]} for k in range(3)]
+
+    class Faces(torch.utils.data.Dataset):
+        layout = get_layout("wflw")
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, k):
+            return data[k]
+
+    scores = evaluate_across(detector, Faces())
+    guess = conversion_matrix("300w", "aflw") @ model.points[0]
+    truth = torch.einsum("mn,bnc->bmc", conversion_matrix("wflw", "aflw"), labels)
+    expected = (guess - truth).norm(dim=-1).mean(-1) / 64
+    torch.testing.assert_close(scores["per_image"], expected)
+    assert scores["norm"] == "image-width" and scores["predictions"].shape == (3, 19, 2)

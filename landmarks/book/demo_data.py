@@ -25,7 +25,8 @@ from landmarks.data.shape_model import default_shape_model
 
 __all__ = [
     "fake_shape", "fake_image", "write_cofw_mat", "write_aflw_mat",
-    "make_300w_root", "make_wflw_root", "make_cofw_root", "make_aflw_root",
+    "make_300w_root", "make_wflw_root", "make_cofw_root", "make_aflw_root", "write_face_photos",
+    "make_300w_photos",
 ]
 
 # --------------------------------------------------------------------------- shapes
@@ -251,4 +252,45 @@ def make_aflw_root(root: PathLike, count: int = 10, height: int = 72, width: int
     boxes = np.concatenate([points.min(axis=1) - 2, points.max(axis=1) + 2], axis=1)
     write_aflw_mat(root / "AFLWinfo_release.mat", to_one_based(points), visible, to_one_based(boxes),
                    names, rng.permutation(count) + 1)
+    return root
+
+
+# --------------------------------------------------------------------------- photo-like faces
+def write_face_photos(folder: PathLike, count: int, megapixels: float = 1.2, domain: str = "wild", seed: int = 0,
+                      face_size: int = 300, prefix: str = "photo") -> Path:
+    """``count`` 4:3 JPEG photos of ``megapixels`` with one synthetic face each and a 1-based
+    ``.pts`` beside it: the face (rendered at ``face_size`` px, scaled to 25-45 % of the photo's
+    height) sits anywhere in a blurred noise scene. What the loader benchmark and chapter 10 use
+    in place of real photos: the files are as large and as slow to decode as 300W's."""
+    from landmarks.data.synthetic import SyntheticFaces
+
+    folder, rng = Path(folder), np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    width = int(round(np.sqrt(megapixels * 1e6 * 4 / 3)))
+    height = int(round(width * 3 / 4))
+    faces = SyntheticFaces(domain, face_size, length=count, seed=seed)
+    for k in range(count):
+        face = faces[k]
+        side = int(rng.uniform(0.25, 0.45) * height)
+        x0, y0 = int(rng.uniform(0, width - side)), int(rng.uniform(0, height - side))
+        scene = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), (0, 0), 2.0)
+        pixels = np.round(face["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        scene[y0:y0 + side, x0:x0 + side] = cv2.resize(pixels, (side, side), interpolation=cv2.INTER_AREA)
+        # a face pixel u of the rendering covers [u, u + 1) * side / face_size of the photo
+        points = face["landmarks"].double().numpy() * side / face_size + [x0, y0]
+        path = folder / f"{prefix}_{k:04d}.jpg"
+        if not cv2.imwrite(str(path), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            raise OSError(f"could not write {path}")
+        write_pts(path.with_suffix(".pts"), to_one_based(points))
+    return folder
+
+
+def make_300w_photos(root: PathLike, counts: Mapping[str, int], megapixels: float = 1.2, domain: str = "wild",
+                     seed: int = 0) -> Path:
+    """A fake 300W root (the official folder names of ``counts``) of photo-like faces
+    (:func:`write_face_photos`), e.g. ``{"helen/trainset": 870, "helen/testset": 330}``."""
+    root = Path(root)
+    for offset, (folder, count) in enumerate(counts.items()):
+        write_face_photos(root / folder, count, megapixels, domain, seed=seed + 1000 * offset,
+                          prefix=folder.replace("/", "_"))
     return root

@@ -231,6 +231,12 @@ class LandmarkDataset(Dataset):
             return _memory_image(source, self.names[index])
         return read_image(source)
 
+    def crop_landmarks(self) -> torch.Tensor:
+        """The ``(K, N, 2)`` float32 landmarks of every item in its crop's pixels, as the samples hold
+        them before any transform, computed without reading an image (for the mean face)."""
+        points = [apply_affine(crop_matrix(self.crop_boxes[k], self.size), self.landmarks[k]) for k in range(len(self))]
+        return torch.from_numpy(np.stack(points)).float() if points else torch.zeros(0, self.layout.num_points, 2)
+
     def to_original(self, points, index: int) -> np.ndarray:
         """Map ``(..., 2)`` points from item ``index``'s crop back to its original image."""
         matrix = crop_matrix(self.crop_boxes[index], self.size)

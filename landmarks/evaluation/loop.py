@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from landmarks.data.layouts import Layout, get_layout
+from landmarks.data.layouts import Layout, conversion_matrix, get_layout
 from landmarks.evaluation.metrics import nme, summarise
 
-__all__ = ["loader", "to_device", "predictions", "evaluate", "layout_for", "mean_face_baseline"]
+__all__ = ["loader", "to_device", "predictions", "evaluate", "evaluate_across", "layout_for", "mean_face_baseline"]
 
 
 def loader(data: Dataset, batch_size: int, *, sampler=None, num_workers: int = 0, persistent_workers: bool = False,
@@ -98,6 +98,27 @@ def evaluate(detector: Any, data: Dataset, layout: str | Layout | None = None, b
         points.append(pred.cpu())
     per_image = torch.cat(errors)
     return {**summarise(per_image, threshold), "per_image": per_image, "predictions": torch.cat(points), "norm": norm}
+
+
+def evaluate_across(detector: Any, data: Dataset, common: str | Layout = "aflw", batch_size: int = 32,
+                    num_workers: int = 0, threshold: float = 0.1, flip: bool = False) -> dict[str, Any]:
+    """The cross-dataset score of the PIPNet paper (ECCV draft, "Testing on Multiple Domains", Table 6):
+    predictions and labels, whatever their layouts, are converted to the ``common`` layout (AFLW's 19
+    points, :func:`~landmarks.data.layouts.conversion_matrix`) and the mean point error is divided
+    by the image width (the crop's side). A 300W model can so be scored on WFLW, COFW or AFLW test
+    faces. The same keys as :func:`evaluate`, ``"norm"`` being ``"image-width"``.
+    """
+    data_layout, model_layout = layout_for(None, data), layout_for(None, None, detector)
+    to_common = conversion_matrix(model_layout, common), conversion_matrix(data_layout, common)
+    errors, points = [], []
+    for batch, _, pred in predictions(detector, data, batch_size, num_workers, flip=flip):
+        guess = torch.einsum("mn,bnc->bmc", to_common[0].to(pred), pred)
+        truth = torch.einsum("mn,bnc->bmc", to_common[1].to(pred), batch["landmarks"].float())
+        errors.append(((guess - truth).norm(dim=-1).mean(-1) / batch["image"].shape[-1]).cpu())
+        points.append(guess.cpu())
+    per_image = torch.cat(errors)
+    return {**summarise(per_image, threshold), "per_image": per_image, "predictions": torch.cat(points),
+            "norm": "image-width"}
 
 
 def mean_face_baseline(train_landmarks: Tensor, data: Dataset, layout: str | Layout | None = None,

@@ -21,7 +21,7 @@ BUILT = os.environ.get("LANDMARKS_BUILT_BOOK")
 pytestmark = pytest.mark.skipif(not BUILT, reason="set LANDMARKS_BUILT_BOOK to a built book (make test does)")
 CHAPTERS = ["01_facial_landmarks", "02_detection_heads", "03_neighbour_regression", "04_position_overfitting",
             "05_data_distillation", "06_heatmap_spread", "07_adversarial_training", "08_align_loss",
-            "09_cropnet_refinement"]
+            "09_cropnet_refinement", "10_real_faces"]
 
 
 def root() -> Path:
