@@ -34,17 +34,10 @@ def main() -> None:
     models = head_models(args.points, args.depth, args.width)
     print(f"ResNet-{args.depth} x{args.width} at {args.size} px on {args.device} "
           f"({torch.get_num_threads()} threads); images/s including decoding\n")
-    header = f"{'model':22s}" + "".join(f"{f'batch {b}':>12s}{'x trunk':>9s}{'range':>13s}" for b in args.batches)
-    print(header + "\n" + "-" * len(header))
     measured = speed_rounds(models, tuple(args.batches), args.size, args.device, args.seconds, args.rounds,
                             args.min_steps)
-    rates, ratio, ratios = measured.median(), measured.paired_ratio("bare trunk"), measured.ratios("bare trunk")
-    for name in models:
-        row = f"{name:22s}"
-        for batch in args.batches:
-            spread = ratios[name, batch]
-            row += f"{rates[name, batch]:12.1f}{ratio[name, batch]:9.2f}{f'{min(spread):.2f}-{max(spread):.2f}':>13s}"
-        print(row, flush=True)
+    print(measured.table("bare trunk", ratio_label="x trunk"), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -85,15 +85,7 @@ def main() -> None:
             measured = speed_rounds(found, tuple(args.batches), args.size, "cpu", args.seconds, args.rounds)
     print(f"{args.head} head, ResNet-18 x{args.width:g} at {args.size} px on the CPU ({torch.get_num_threads()} threads); "
           f"images/s including decoding, {measured.rounds} rounds\n")
-    header = f"{'variant':16s}" + "".join(f"{f'batch {b}':>11s}{'x default':>11s}{'range':>12s}" for b in args.batches)
-    print(header + "\n" + "-" * len(header))
-    rates, ratio, ratios = measured.median(), measured.paired_ratio("default layout"), measured.ratios("default layout")
-    for name in found:
-        row = f"{name:16s}"
-        for batch in args.batches:
-            spread = ratios[name, batch]
-            row += f"{rates[name, batch]:11.1f}{ratio[name, batch]:11.2f}{f'{min(spread):.2f}-{max(spread):.2f}':>12s}"
-        print(row, flush=True)
+    print(measured.table("default layout", label="variant", ratio_label="x default"), flush=True)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ def test_paired_ratio_compares_models_within_each_round():
     assert measured.median() == {("head", 1): 10.0, ("trunk", 1): 20.0}
     with pytest.raises(KeyError):
         measured.paired_ratio("missing")
+    lines = measured.table("trunk").splitlines()
+    assert lines[0].split() == ["model", "batch", "1", "x", "trunk", "range"]
+    assert lines[2].split() == ["head", "10.0", "0.50", "0.25-0.50"]
+    assert lines[3].split() == ["trunk", "20.0", "1.00", "1.00-1.00"]
 
 
 def test_speed_rounds_time_every_model_once_per_round_in_rotating_order():

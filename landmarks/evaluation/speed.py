@@ -87,6 +87,24 @@ class SpeedRounds:
         """The median over rounds of :meth:`ratios`: each model's speed as a multiple of ``reference``'s."""
         return {key: statistics.median(values) for key, values in self.ratios(reference).items()}
 
+    def table(self, reference: str, label: str = "model", ratio_label: str | None = None) -> str:
+        """A text table: per model and batch size, the median images/s, the :meth:`paired_ratio` to
+        ``reference`` and the lowest and highest round's ratio."""
+        batches = sorted({batch for _, batch in self.rates})
+        names = list(dict.fromkeys(name for name, _ in self.rates))
+        width = max(len(label), *(len(name) for name in names)) + 2
+        ratio_label = ratio_label or f"x {reference}"[:10]
+        header = f"{label:{width}s}" + "".join(f"{f'batch {b}':>11s}{ratio_label:>11s}{'range':>12s}" for b in batches)
+        rates, ratio, ratios = self.median(), self.paired_ratio(reference), self.ratios(reference)
+        lines = [header, "-" * len(header)]
+        for name in names:
+            row = f"{name:{width}s}"
+            for batch in batches:
+                spread = ratios[name, batch]
+                row += f"{rates[name, batch]:11.1f}{ratio[name, batch]:11.2f}{f'{min(spread):.2f}-{max(spread):.2f}':>12s}"
+            lines.append(row)
+        return "\n".join(lines)
+
 
 def speed_rounds(detectors: Mapping[str, Detector], batches: tuple[int, ...] = (1,), size: int = 256,
                  device: str = "cpu", seconds: float = 2.0, rounds: int = 3, min_steps: int = 3) -> SpeedRounds:
