@@ -18,45 +18,7 @@ from pathlib import Path
 import torch
 
 from landmarks.detector import ModelSpec, build_detector
-from landmarks.evaluation.speed import speed_rounds
-
-
-class _Variant:
-    """What :func:`speed_rounds` times: ``outputs`` then ``decode`` (here the whole of ``predict``'s work)."""
-
-    task = True
-
-    def __init__(self, run) -> None:
-        self.run = run
-
-    def eval(self):
-        return self
-
-    def to(self, device):
-        return self
-
-    def outputs(self, images):
-        return self.run(images)
-
-    def decode(self, outputs, images):
-        return outputs
-
-
-def variants(detector, onnx_path: Path | None) -> dict[str, _Variant]:
-    detector.eval()
-    detector.channels_last = False
-    found = {"default layout": _Variant(lambda images: detector.landmarks(images))}
-    cl_model = build_detector(detector.spec, layout=detector.layout)
-    cl_model.model.load_state_dict(detector.model.state_dict())
-    cl_model.eval().model.to(memory_format=torch.channels_last)
-    found["channels-last"] = _Variant(
-        lambda images: cl_model.landmarks(images.contiguous(memory_format=torch.channels_last)))
-    if onnx_path is not None:
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(detector.export_onnx(onnx_path)), providers=["CPUExecutionProvider"])
-        found["onnxruntime"] = _Variant(lambda images: session.run(["landmarks"], {"images": images.numpy()})[0])
-    return found
+from landmarks.evaluation.speed import inference_variants, speed_rounds
 
 
 def main() -> None:
@@ -80,7 +42,7 @@ def main() -> None:
         have_onnx = False
         print("onnxruntime not installed (pip install 'landmarks[onnx]'): timing PyTorch only")
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode(False):
-        found = variants(detector, Path(folder) / "model.onnx" if have_onnx else None)
+        found = inference_variants(detector, Path(folder) / "model.onnx" if have_onnx else None)
         with torch.inference_mode():
             measured = speed_rounds(found, tuple(args.batches), args.size, "cpu", args.seconds, args.rounds)
     print(f"{args.head} head, ResNet-18 x{args.width:g} at {args.size} px on the CPU ({torch.get_num_threads()} threads); "

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,37 +31,8 @@ from landmarks.data.cache import CropCache
 from landmarks.data.folders import load_folder
 from landmarks.data.transforms import real_data_augmentation
 from landmarks.detector import ModelSpec, build_detector, training_landmarks
-from landmarks.evaluation.loop import loader
+from landmarks.evaluation.speed import epoch_against_steps
 from landmarks.profile import current
-
-
-class Trainer:
-    """One model, one optimiser: a training step on a batch."""
-
-    def __init__(self, spec: ModelSpec, shapes: torch.Tensor) -> None:
-        torch.manual_seed(0)
-        self.detector = build_detector(spec, shapes).train()
-        self.optimiser = torch.optim.Adam(self.detector.model.parameters(), lr=1e-4)
-
-    def step(self, batch: dict) -> None:
-        self.optimiser.zero_grad()
-        self.detector.task.loss(self.detector.model(batch["image"]), batch)["total"].backward()
-        self.optimiser.step()
-
-
-def epoch_seconds(trainer: Trainer, data, batch_size: int) -> tuple[float, int]:
-    start, steps = time.perf_counter(), 0
-    for batch in loader(data, batch_size, drop_last=True):
-        trainer.step(batch)
-        steps += 1
-    return time.perf_counter() - start, steps
-
-
-def steps_seconds(trainer: Trainer, batch: dict, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.step(batch)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -83,29 +53,30 @@ def main() -> None:
         cached = load_folder(folder, size=size, transform=augment, margin=recipe.crop_margin, cache=CropCache())
         uncached = load_folder(folder, size=size, transform=augment, margin=recipe.crop_margin)
         spec = ModelSpec("pip", width=recipe.width, image_size=size, net_stride=32)
-        trainer = Trainer(spec, training_landmarks(load_folder(folder, size=size)))
-        batch = next(iter(loader(cached, batch_size)))  # fills the cache with one batch; the rest below
-        [cached[k] for k in range(len(cached))]
+        shapes = training_landmarks(cached)
+        [cached[k] for k in range(len(cached))]  # fills the cache; every epoch below reads it
         print(f"profile {recipe.name}, real-data recipe: PIP net, width {recipe.width:g}, {size} px, batch {batch_size}, "
               f"{torch.get_num_threads()} threads; {args.photos} photos of {args.megapixels:g} MP "
               f"({megabytes:.2f} MB each), crop margin {recipe.crop_margin:g}, augmentation on\n")
         times: dict[str, list[float]] = {"steps alone": [], "cached epoch": [], "uncached epoch": []}
+        ratios: dict[str, list[float]] = {"steps alone": [], "cached epoch": [], "uncached epoch": []}
+        torch.manual_seed(0)
+        detector = build_detector(spec, shapes)
         for _ in range(args.rounds):
-            cached_time, steps = epoch_seconds(trainer, cached, batch_size)
-            times["cached epoch"].append(cached_time)
-            times["steps alone"].append(steps_seconds(trainer, batch, steps))
-            times["uncached epoch"].append(epoch_seconds(trainer, uncached, batch_size)[0])
-        images = steps * batch_size
-        alone = statistics.median(times["steps alone"])
+            for name, data in (("cached epoch", cached), ("uncached epoch", uncached)):
+                measured = epoch_against_steps(detector, data, batch_size)
+                times[name].append(measured["epoch"])
+                ratios[name].append(measured["epoch"] / measured["steps alone"])
+                times["steps alone"].append(measured["steps alone"])
+                ratios["steps alone"].append(1.0)
+        images = int(measured["steps"]) * batch_size
         print(f"{'':16s}{'seconds':>9s}{'images/s':>10s}{'x steps':>9s}{'range of x':>13s}")
         for name, values in times.items():
-            ratios = [value / base for value, base in zip(values, times["steps alone"])]
             middle = statistics.median(values)
-            print(f"{name:16s}{middle:9.2f}{images / middle:10.1f}{statistics.median(ratios):9.2f}"
-                  f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>13s}", flush=True)
+            print(f"{name:16s}{middle:9.2f}{images / middle:10.1f}{statistics.median(ratios[name]):9.2f}"
+                  f"{f'{min(ratios[name]):.2f}-{max(ratios[name]):.2f}':>13s}", flush=True)
         print(f"\n{images} images per epoch; the cache holds {len(cached.cache)} crops "
               f"({sum(c.nbytes for c in cached.cache._memory.values()) / 1e6:.0f} MB)")
-
 
 if __name__ == "__main__":
     main()

@@ -509,8 +509,9 @@ def training_landmarks(data: Any, limit: int = 2000) -> Tensor:
     from torch.utils.data import Subset
 
     source, indices = data, None
-    if isinstance(data, Subset):
-        source, indices = data.dataset, list(data.indices)
+    while isinstance(source, Subset):  # nested subsets: compose their indices
+        indices = list(source.indices) if indices is None else [source.indices[i] for i in indices]
+        source = source.dataset
     if hasattr(source, "crop_landmarks"):
         points = source.crop_landmarks()
         return (points if indices is None else points[indices])[:limit]

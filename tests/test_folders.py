@@ -228,3 +228,19 @@ def test_the_readme_example_trains_a_layout_of_your_own(tmp_path, monkeypatch):
     detector = Detector.load(tmp_path / "five.pt")
     assert detector.layout.name == "five" and detector.layout.flip_pairs == ((0, 1), (3, 4))
     assert detector.predict(torch.rand(2, 3, 32, 32)).shape == (2, 5, 2)
+
+
+def test_training_landmarks_reads_no_image_and_sees_through_subsets(photos):
+    from torch.utils.data import Subset
+
+    from landmarks.detector import training_landmarks
+
+    images, points = photos
+    shifted = RandomTranslate((10.0, 0.0), p=1.0)
+    faces = LandmarkDataset(images, points, "300w", size=48, transform=shifted)
+    faces.load_image = None  # reading an image would fail
+    unaugmented = LandmarkDataset(images, points, "300w", size=48)
+    expected = torch.stack([unaugmented[k]["landmarks"] for k in range(3)])
+    torch.testing.assert_close(training_landmarks(faces), expected, atol=1e-4, rtol=0)
+    nested = Subset(Subset(faces, [2, 0, 1]), [0, 2])
+    torch.testing.assert_close(training_landmarks(nested), expected[[2, 1]], atol=1e-4, rtol=0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 from typing import Mapping
 
 import torch
@@ -168,3 +169,74 @@ def head_models(num_points: int = 68, depth: int = 18, width: float = 1.0) -> di
         "Coord Net": (coordinate_net(num_points, depth, width), CoordinateTask()),
     }
     return {name: Detector(model, task, layout=None) for name, (model, task) in networks.items()}
+
+
+# ------------------------------------------------------------------------------ inference variants
+class _Timed:
+    """What :func:`speed_rounds` times: ``outputs`` then ``decode``, here the whole of a prediction."""
+
+    task = True
+
+    def __init__(self, run) -> None:
+        self.run = run
+
+    def eval(self) -> "_Timed":
+        return self
+
+    def to(self, device) -> "_Timed":
+        return self
+
+    def outputs(self, images: torch.Tensor):
+        return self.run(images)
+
+    def decode(self, outputs, images: torch.Tensor):
+        return outputs
+
+
+def inference_variants(detector: Detector, onnx_path=None) -> dict[str, Any]:
+    """``name -> timed object`` for :func:`speed_rounds`: ``detector`` on the CPU in PyTorch's default
+    memory layout and in channels-last (a copy of its weights; what :meth:`Detector.predict` uses on a
+    CPU), and, with ``onnx_path``, the graph :meth:`Detector.export_onnx` writes there, in onnxruntime."""
+    from landmarks.detector import build_network
+
+    detector.eval().to("cpu")
+    found: dict[str, Any] = {"default layout": _Timed(lambda images: detector.landmarks(images))}
+    copy = Detector(build_network(detector.architecture), detector.task, detector.image_size, detector.layout)
+    copy.model.load_state_dict(detector.model.state_dict())
+    copy.model.eval().to(memory_format=torch.channels_last)
+    found["channels-last"] = _Timed(lambda images: copy.landmarks(images.contiguous(memory_format=torch.channels_last)))
+    if onnx_path is not None:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(detector.export_onnx(onnx_path)), providers=["CPUExecutionProvider"])
+        found["onnxruntime"] = _Timed(lambda images: session.run(["landmarks"], {"images": images.numpy()})[0])
+    return found
+
+
+# ------------------------------------------------------------------------------ an epoch against its steps
+def epoch_against_steps(detector: Detector, data, batch_size: int, lr: float = 1e-4) -> dict[str, float]:
+    """Seconds of one training epoch over ``data`` (a ``DataLoader`` in the main process, one Adam step
+    per full batch) and of as many steps on one batch held in memory: their ratio is what data
+    loading adds to an epoch. Trains ``detector`` (use a throwaway one)."""
+    from landmarks.evaluation.loop import loader
+
+    model, task = detector.model.train(), detector.task
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(batch) -> None:
+        optimiser.zero_grad()
+        task.loss(model(batch["image"]), batch)["total"].backward()
+        optimiser.step()
+
+    start, steps, first = time.perf_counter(), 0, None
+    for batch in loader(data, batch_size, drop_last=True):
+        step(batch)
+        first = first or batch
+        steps += 1
+    epoch = time.perf_counter() - start
+    if first is None:
+        raise ValueError(f"no full batch of {batch_size} in {len(data)} samples")
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(first)
+    return {"epoch": epoch, "steps alone": time.perf_counter() - start, "steps": float(steps)}
