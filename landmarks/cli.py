@@ -5,6 +5,12 @@
     python -m landmarks train --head pip --output pip.pt            # synthetic faces, quick profile
     python -m landmarks evaluate pip.pt --domain wild --size 500     # NME, FR@0.1, AUC@0.1
     python -m landmarks predict pip.pt face.jpg --box 40 60 200 220 --output face_landmarks.png
+    python -m landmarks train --data folder --root my_faces/ --output faces.pt   # any folder of .pts-labelled photos
+    python -m landmarks predict faces.pt photo.jpg --output drawn.png             # every face the cascade finds
+
+Real data (a benchmark or ``--data folder``) trains with the profile's real-data recipe
+(:meth:`landmarks.profile.Profile.for_real_data`: PIPNet's augmentation on crops cut with a margin
+and decoded once, its model size and schedule) unless options say otherwise.
 
 Every size and schedule default comes from :func:`landmarks.profile.current`, so
 ``LANDMARKS_PROFILE=full`` switches them all; options given on the command line win.
