@@ -25,6 +25,7 @@ against the library's own lists.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -272,8 +273,6 @@ def train_settings(args: argparse.Namespace) -> profiles.Profile:
     decays = (tuple(args.decay_epochs) if args.decay_epochs is not None
               else settings.decays_for(settings_given.get("epochs", settings.epochs)))
     augment = settings.augment if args.augment is None else args.augment
-    import dataclasses
-
     return dataclasses.replace(settings, **settings_given, decay_epochs=decays, augment=augment,
                                crop_margin=settings.crop_margin if augment else 0.0)
 
