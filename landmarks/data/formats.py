@@ -13,10 +13,13 @@ COFW ``COFW_*_color.mat``       :func:`read_cofw_mat`       images, 29 points, o
 AFLW ``AFLWinfo_release.mat``   :func:`read_aflw_mat`       19 points, visibility, box, names
 ==============================  ==========================  ===================================
 
-Malformed text files raise ``ValueError("<file>, line <n>: <what is wrong>")``.
+Text files are read as UTF-8 (an optional BOM is skipped). A file that is not text (an image or
+other binary bytes under a ``.pts`` name) raises ``ValueError("<file>: not a text <kind> file
+...")``; malformed text files raise ``ValueError("<file>, line <n>: <what is wrong>")``.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,18 @@ __all__ = [
 
 def _error(path: PathLike, line: int, message: str) -> ValueError:
     return ValueError(f"{path}, line {line}: {message}")
+
+
+def _text_lines(path: PathLike, kind: str) -> list[str]:
+    """The lines of a UTF-8 text file (BOM skipped; ``\\n``, ``\\r\\n`` or ``\\r`` ends, each read as ``\\n``);
+    ``ValueError`` naming the file when its bytes are not UTF-8 text (a ``kind`` file of another sort)."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a text {kind} file (byte {error.start} is not UTF-8; "
+                         f"starts with {data[:8]!r})") from None
+    return list(io.StringIO(text, newline=None))
 
 
 def _finite_floats(fields: Sequence[str], path: PathLike, line: int) -> list[float]:
@@ -71,8 +86,7 @@ def read_pts(path: PathLike, num_points: int | None = None) -> np.ndarray:
     The header may hold other ``key: value`` lines; ``n_points`` is required and must equal the
     number of point lines (and ``num_points`` when given). Values are returned unchanged.
     """
-    with open(path, encoding="utf-8-sig", newline=None) as handle:
-        lines = [line.strip() for line in handle]
+    lines = [line.strip() for line in _text_lines(path, ".pts")]
     header: dict[str, tuple[str, int]] = {}
     points: list[list[float]] = []
     state, brace_line = "header", 0
@@ -182,11 +196,10 @@ def read_wflw_list(path: PathLike) -> list[WFLWRecord]:
     skipped.
     """
     records = []
-    with open(path, encoding="utf-8-sig", newline=None) as handle:
-        for number, line in enumerate(handle, 1):
-            fields = line.split()
-            if fields:
-                records.append(_wflw_record(fields, path, number))
+    for number, line in enumerate(_text_lines(path, "WFLW list"), 1):
+        fields = line.split()
+        if fields:
+            records.append(_wflw_record(fields, path, number))
     return records
 
 

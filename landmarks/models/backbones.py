@@ -27,15 +27,21 @@ A feature map at stride ``s`` of an ``H x W`` image has ``ceil(H / s) x ceil(W /
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import re
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlparse
 
 import torch
 import torchvision.models as tvm
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RESNET_SPECS", "ResNetBackbone", "scaled_channels"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RESNET_SPECS", "ResNetBackbone", "scaled_channels",
+           "load_imagenet_state_dict", "check_hub_hash", "hub_file"]
 
 #: ImageNet statistics of ``[0, 1]`` RGB images, as used to train torchvision's weights.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,6 +72,51 @@ def _imagenet_weights(depth: int) -> tvm.WeightsEnum:
     return getattr(tvm, _WEIGHTS[depth]).IMAGENET1K_V1
 
 
+def hub_file(url: str) -> Path:
+    """Where torch hub caches the file of ``url``: ``<torch.hub.get_dir()>/checkpoints/<file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def check_hub_hash(path: Path) -> None:
+    """``ValueError`` naming ``path`` unless the SHA-256 of its bytes starts with the hex digits of
+    its name (torchvision's convention ``<name>-<sha256 prefix>.<ext>``, e.g. ``resnet18-f37072fd.pth``)."""
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if match is None or not match.group(1):
+        raise ValueError(f"{path}: no SHA-256 prefix in the file name ('<name>-<hash>.pth'); cannot check it")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise ValueError(f"{path}: SHA-256 {digest.hexdigest()[:12]}... does not start with {match.group(1)!r} "
+                         "from its name (corrupt or replaced); delete it to download it again")
+
+
+def load_imagenet_state_dict(weights: tvm.WeightsEnum, progress: bool = True) -> Mapping[str, Tensor]:
+    """torchvision ``weights`` as a state dict, through its weights API, checked and weights-only.
+
+    The file is downloaded to the torch hub cache on first use (:func:`hub_file`) and read with
+    ``weights_only=True``, so it cannot run code. Hashes: torch hub refuses a download whose
+    SHA-256 does not match its name (``RuntimeError``); :func:`check_hub_hash` checks a file already
+    in the cache (which torch hub would load unchecked). A cached file with the wrong hash, or
+    one that holds code, raises ``ValueError`` naming it.
+    """
+    cached = hub_file(weights.url)
+    if cached.exists():
+        check_hub_hash(cached)
+    try:
+        return weights.get_state_dict(progress=progress, check_hash=True, weights_only=True)
+    except pickle.UnpicklingError as error:  # what torch.load(weights_only=True) raises for code
+        raise ValueError(f"{cached}: not a weights-only state dict, refusing to load it "
+                         f"({_unpickler_reason(error)})") from error
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The one-line reason inside torch's long ``weights_only`` error (``Unsupported global: ...``)."""
+    match = re.search(r"WeightsUnpickler error: ([^\n]*?\.)(\s|$)", str(error))
+    return match.group(1) if match else str(error).strip().split("\n")[0][:200]
+
+
 class ResNetBackbone(nn.Module):
     """A torchvision-style ResNet trunk with a channel multiplier; returns every level's features.
 
@@ -75,7 +126,8 @@ class ResNetBackbone(nn.Module):
             the channels). Bottleneck stages keep their 4x expansion.
         pretrained: ``False`` (random initialisation as in torchvision, never touches the
             network); ``True`` (torchvision's ``IMAGENET1K_V1`` weights through its weights API,
-            downloaded on first use and cached by torch hub; only for ``width=1.0``); or the path
+            downloaded on first use and cached by torch hub, hash-checked and read weights-only
+            by :func:`load_imagenet_state_dict`; only for ``width=1.0``); or the path
             of a local state dict file saved from a torchvision ResNet or from this class (for
             offline use; ``fc.*`` entries are ignored).
 
@@ -128,7 +180,8 @@ class ResNetBackbone(nn.Module):
         self._init_weights()
 
         if pretrained is True:
-            self.load_trunk_state_dict(_imagenet_weights(depth).get_state_dict(progress=True))
+            weights = _imagenet_weights(depth)
+            self.load_trunk_state_dict(load_imagenet_state_dict(weights), source=str(hub_file(weights.url)))
         elif pretrained is not False and pretrained is not None:
             path = Path(pretrained)
             if not path.is_file():

@@ -14,17 +14,25 @@ never runs code when it is opened. Two kinds exist:
 
 Both kinds also record the command line, the creation time and the library versions.
 
-Files are replaced atomically: the new content goes to a temporary file in the same folder, which
-is then renamed over the old one, so an interrupted write leaves the previous checkpoint intact.
+Files are replaced atomically: the new content goes to a temporary file ``.{name}.{pid}.tmp`` in
+the same folder, which is then renamed over the old one, so an interrupted write leaves the
+previous checkpoint intact. :func:`atomic_save` only ever replaces a regular file, removes its
+temporary file when the write fails, is interrupted (``KeyboardInterrupt``) or is stopped by
+``SIGTERM``, and removes the temporaries left by earlier writers that were killed outright
+(:func:`remove_stale_temporaries`).
 """
 from __future__ import annotations
 
 import datetime
 import json
 import os
+import signal
+import stat
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -35,8 +43,8 @@ from landmarks import __version__
 FORMAT = 1
 KINDS = ("training", "model")
 
-__all__ = ["FORMAT", "atomic_save", "load_checkpoint", "save_model", "normalise_config",
-           "config_differences", "provenance", "unwrap"]
+__all__ = ["FORMAT", "atomic_save", "remove_stale_temporaries", "load_checkpoint", "save_model",
+           "normalise_config", "config_differences", "describe_differences", "provenance", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -45,20 +53,124 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj)`` to ``path`` through a temporary file and a rename (never a half-written file)."""
+    """``torch.save(obj)`` to ``path`` through a temporary file and a rename (never a half-written file).
+
+    - ``path`` must be a regular file or not exist: anything else (``/dev/null``, a folder, a FIFO)
+      raises ``ValueError`` before anything is written. A symbolic link is followed: the file it
+      points to is replaced and the link is kept.
+    - Missing parent folders are created; an ancestor that exists but is not a folder raises
+      ``ValueError`` naming it.
+    - The temporary file ``.{name}.{pid}.tmp`` beside the target is removed when the write raises,
+      is interrupted, or (called from the main thread while ``SIGTERM`` has its default action)
+      when the process receives ``SIGTERM``; the process then still terminates by that signal.
+    - Temporaries of earlier writes to the same path whose process is gone are removed first
+      (:func:`remove_stale_temporaries`).
+
+    Returns ``path`` as given.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    _check_replaceable(target)
+    _make_folder(target.parent, target)
+    remove_stale_temporaries(target)
+    temporary = _temporary_name(target, os.getpid())
     try:
-        with open(temporary, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        with _sigterm_raises():
+            with open(temporary, "wb") as handle:
+                torch.save(obj, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+    except _Terminated:
+        temporary.unlink(missing_ok=True)
+        signal.raise_signal(signal.SIGTERM)  # the default action again: terminate as if never caught
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary files ``.{name}.{pid}.tmp`` that killed writers to ``path`` left beside it.
+
+    Only regular files of exactly that pattern are removed, and only when process ``pid`` is not
+    alive (``os.kill(pid, 0)`` finds no such process); our own pid and any live or unknown one are
+    kept. On Windows, where that test does not exist, nothing is removed. Returns what was removed.
+    """
+    path = Path(path)
+    if os.name == "nt" or not path.parent.is_dir():
+        return []
+    prefix, removed = f".{path.name}.", []
+    for entry in path.parent.iterdir():
+        pid = entry.name[len(prefix):-len(".tmp")]
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp") and pid.isdigit()):
+            continue
+        if int(pid) == os.getpid() or _alive(int(pid)) or not stat.S_ISREG(entry.lstat().st_mode):
+            continue
+        entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+class _Terminated(BaseException):
+    """Raised by the temporary ``SIGTERM`` handler of :func:`atomic_save`."""
+
+
+def _temporary_name(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts; any doubt counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _check_replaceable(path: Path) -> None:
+    """``ValueError`` if ``path`` exists and is not a regular file (a device, a folder, a FIFO ...)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # the latter: an ancestor is a file (see _make_folder)
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path}: not a regular file; refusing to replace it with a checkpoint")
+
+
+def _make_folder(folder: Path, path: Path) -> None:
+    """Create ``folder`` and its parents; ``ValueError`` naming the first ancestor that is not a folder."""
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists() or ancestor.is_symlink():
+            if not ancestor.is_dir():
+                raise ValueError(f"{ancestor}: not a folder; cannot save the checkpoint {path} below it")
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While inside, ``SIGTERM`` raises :class:`_Terminated` instead of killing the process at once.
+
+    Only in the main thread (the only one that may set handlers) and only while ``SIGTERM`` has
+    its default action: a handler of the caller's own, or an ignored signal, is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def provenance() -> dict[str, str]:
@@ -79,16 +191,60 @@ def normalise_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any],
                        ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
-    """``{key: (stored value, current value)}`` for every top-level key whose values differ
-    (a key missing on one side shows as ``None`` there); keys in ``ignore`` are skipped."""
+    """``{dotted path: (stored value, current value)}`` for every value that differs, after
+    :func:`normalise_config`.
+
+    Nested dicts present on both sides are compared key by key, so a difference deep inside shows
+    as ``"user.detector.task.fields.neighbours"`` or ``"data.domain"``; lists and other values are
+    compared whole. A key missing on one side shows as ``None`` there. ``ignore`` names top-level
+    keys to skip (with everything below them). Paths are sorted.
+    """
     stored, current = normalise_config(stored), normalise_config(current)
-    keys = (set(stored) | set(current)) - set(ignore)
-    return {key: (stored.get(key), current.get(key)) for key in sorted(keys) if stored.get(key) != current.get(key)}
+    for key in ignore:
+        stored.pop(key, None), current.pop(key, None)
+    return dict(_differences(stored, current, ""))
+
+
+def _differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, tuple[Any, Any]]]:
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            yield from _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            yield f"{prefix}{key}", (old, new)
+
+
+#: :func:`describe_differences` shows at most this many differences, and a value's ``repr`` only
+#: up to this many characters (a longer one is summarised).
+MAX_DESCRIBED, MAX_REPR = 5, 40
 
 
 def describe_differences(differences: Mapping[str, tuple[Any, Any]]) -> str:
-    """``"lr: stored 0.001, now 0.01; seed: ..."`` for error messages."""
-    return "; ".join(f"{key}: stored {old!r}, now {new!r}" for key, (old, new) in differences.items())
+    """One short line for error messages: ``"lr: stored 0.001, now 0.01; data.domain: ..."``.
+
+    A value is shown by its ``repr`` when that has at most :data:`MAX_REPR` characters, otherwise
+    summarised (``a list of 68 items``, ``a dict of 5 keys``, ``a string of 120 characters``);
+    after :data:`MAX_DESCRIBED` differences the rest are counted (``and 3 more``).
+    """
+    items = list(differences.items())
+    parts = [f"{key}: stored {_short(old)}, now {_short(new)}" for key, (old, new) in items[:MAX_DESCRIBED]]
+    if len(items) > MAX_DESCRIBED:
+        parts.append(f"and {len(items) - MAX_DESCRIBED} more")
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` if short, else what kind of value it is and how big."""
+    text = repr(value)
+    if len(text) <= MAX_REPR:
+        return text
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    if isinstance(value, dict):
+        return f"a dict of {len(value)} keys"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return f"a {type(value).__name__}"
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
