@@ -20,9 +20,25 @@ What :func:`fit` does
   The randomness of an epoch therefore depends on nothing that happened before it.
 - Per-epoch history: the mean of every loss component, the learning rate, the epoch time, the
   time spent waiting for data, images per second and, with ``val_data``, NME / FR / AUC.
-- A NaN or infinite loss stops the run with ``FloatingPointError`` naming epoch, step and component.
+- NaN guard: a NaN or infinite loss stops the run with ``FloatingPointError`` naming epoch, step and
+  component. Beside it a divergence guard watches the loss ``total`` (:meth:`StepContext.check`, so
+  the default and any custom :class:`Step` alike): a finite value above ``DIVERGENCE_LIMIT`` (1e12),
+  or, after ``DIVERGENCE_WARMUP`` steps of the call, more than ``DIVERGENCE_RATIO`` (1e3) times its
+  running level (the median of the last ``DIVERGENCE_WINDOW`` values, when that median is positive),
+  stops the run with :class:`DivergenceError` (a ``FloatingPointError``), as do non-finite
+  validation predictions. Its message names epoch and step, the last good checkpoint (the one of the
+  last finished epoch, which is left as it was) and suggests a lower learning rate. The guard only
+  reads the losses, keeps nothing in checkpoints and starts afresh in a resumed call.
 - ``checkpoint_dir``: ``last.pt`` is replaced atomically after every epoch; with ``resume=True`` a
-  later call continues from it (and may ask for more epochs than the first one did).
+  later call continues from it (and may ask for more epochs than the first one did; as many is a
+  finished run: nothing is trained and the stored history is returned; fewer is refused). A resume
+  with other settings (``data``, the fingerprint of the training data, among them) is refused with
+  one line naming what differs.
+- Progress: a tqdm bar per epoch (``epoch k/N``, this epoch's steps) whose postfix shows the loss
+  and the projected time left of the call. After a warm-up step and 3 timed steps, if that
+  projection exceeds ``PROJECTION_WARNING_S`` (an hour), one line says so, e.g. ``projected training
+  time: about 73 h (60 epochs x 1200 steps at 3.6 s per step on cpu); these settings are meant for
+  a GPU`` (written under the bar, or a warning with ``progress=False``).
 - ``records_per_epoch=R``: the history gets ``R`` records per epoch, each with the loss means over
   its part of the epoch (``epoch`` is then fractional: 0.2, 0.4, ...); only the last is validated.
 - ``amp=True`` on CUDA: ``torch.autocast`` in float16 with a ``GradScaler``. On the CPU it is
@@ -76,8 +92,10 @@ import itertools
 import math
 import os
 import random
+import statistics
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
@@ -90,7 +108,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from landmarks.data.layouts import Layout
-from landmarks.evaluation.loop import evaluate, layout_for, loader as make_loader, to_device
+from landmarks.evaluation.loop import evaluate, layout_for, loader as make_loader, predictions, to_device
 from landmarks.training.checkpoints import (FORMAT, atomic_save, config_differences, describe_differences,
                                             load_checkpoint, normalise_config, provenance)
 
@@ -98,13 +116,29 @@ if TYPE_CHECKING:
     from landmarks.detector import Detector, ModelSpec
 
 __all__ = ["Task", "History", "Step", "StepContext", "fit", "train_spec", "loader_throughput", "seed_everything",
-           "CHECKPOINT_NAME"]
+           "CHECKPOINT_NAME", "DivergenceError"]
 
 #: File name of the training checkpoint inside ``checkpoint_dir``.
 CHECKPOINT_NAME = "last.pt"
 #: Settings that may change between a run and its resumption (the others must match the checkpoint).
 RESUMABLE_CHANGES = ("epochs", "num_workers", "persistent_workers", "device", "amp", "deterministic",
                      "val_every", "records_per_epoch")
+#: Divergence guard: a finite loss ``total`` above this stops the run at once.
+DIVERGENCE_LIMIT = 1e12
+#: Divergence guard: ``total`` more than this many times its running level stops the run ...
+DIVERGENCE_RATIO = 1e3
+#: ... the running level being the median of this many last values of ``total`` ...
+DIVERGENCE_WINDOW = 50
+#: ... once this many have been seen in the call.
+DIVERGENCE_WARMUP = 8
+#: A projected training time (seconds) above which fit says so once, early in the call.
+PROJECTION_WARNING_S = 3600.0
+#: Steps of the call before the projection: the first is a warm-up, the others are timed.
+PROJECTION_STEPS = 4
+
+
+class DivergenceError(FloatingPointError):
+    """The loss ran away (far above its running level) or validation predicted non-finite points."""
 
 
 class Task(Protocol):
@@ -294,6 +328,11 @@ class StepContext:
     epoch: int = 0
     index: int = 0
     steps: int = 0
+    #: The last checkpoint written or resumed from and its finished epochs (for the divergence message).
+    checkpoint: Path | None = None
+    checkpoint_epoch: int | None = None
+    _totals: deque = field(default_factory=lambda: deque(maxlen=DIVERGENCE_WINDOW), repr=False)
+    _seen: int = field(default=0, repr=False)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """The network's outputs (under float16 autocast with ``amp``, returned in float32)."""
@@ -305,8 +344,36 @@ class StepContext:
 
     def check(self, losses: Mapping[str, Tensor], required: Sequence[str] = ("total",)) -> dict[str, float]:
         """The components as floats; ``FloatingPointError`` naming epoch, batch and the first
-        non-finite component (call it before the update the components drive)."""
-        return _check_losses(losses, self.epoch, self.index, self.steps, required)
+        non-finite component, :class:`DivergenceError` if ``total`` ran away (see the module text;
+        call it before the update the components drive)."""
+        record = _check_losses(losses, self.epoch, self.index, self.steps, required)
+        if "total" in record:
+            self._watch(record["total"])
+        return record
+
+    def _watch(self, total: float) -> None:
+        """The divergence guard: compare ``total`` with the median of the recent values, then keep it."""
+        level = statistics.median(self._totals) if self._totals else math.nan
+        relative = level > 0 and self._seen >= DIVERGENCE_WARMUP and total > DIVERGENCE_RATIO * level
+        if relative or abs(total) > DIVERGENCE_LIMIT:
+            compared = (f"{total / level:.3g} x its running level {level:.4g} (median of the last "
+                        f"{len(self._totals)} steps)" if level > 0 else "")
+            if not relative:
+                compared = f"beyond the limit {DIVERGENCE_LIMIT:g}" + (f", {compared}" if compared else "")
+            raise DivergenceError(self.diverged(f"epoch {self.epoch + 1}, step {self.index + 1} of {self.steps}",
+                                                f"loss 'total' is {total:.4g}, {compared}"))
+        self._totals.append(total)
+        self._seen += 1
+
+    def diverged(self, where: str, what: str) -> str:
+        """The message of a :class:`DivergenceError`: where, what, the last good checkpoint, advice."""
+        if self.checkpoint is not None and self.checkpoint_epoch is not None:
+            kept = f"the last good checkpoint is {self.checkpoint} (epoch {self.checkpoint_epoch})"
+        else:
+            kept = "no checkpoint was written"
+        lr = self.optimizer.param_groups[0]["lr"]
+        return (f"training diverged in {where}: {what}; {kept}; try a lower learning rate than lr={lr:g} "
+                f"(in a new run: another checkpoint_dir or resume=False)")
 
     def minimise(self, loss: Tensor) -> None:
         """One step of fit's optimiser on ``loss``: zero the gradients, backward (scaled), step."""
@@ -399,14 +466,15 @@ def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = No
         amp: bool = False, deterministic: bool = False, layout: str | Layout | None = None, norm: str | None = None,
         val_every: int = 1, progress: bool = True, config: Mapping[str, Any] | None = None,
         frozen_batchnorm: bool = False, loss: Task | None = None, step: Step | None = None,
-        records_per_epoch: int = 1) -> History:
+        records_per_epoch: int = 1, data: Mapping[str, Any] | None = None) -> History:
     """Train ``detector``'s network in place on ``train_data`` for ``epochs`` epochs; return the history.
 
     Args:
         detector: a :class:`~landmarks.detector.Detector`; its network is moved to ``device``, its task
             computes the loss and decodes the validation predictions.
         train_data, val_data: datasets of sample dicts (``"image"``, ``"landmarks"``, ``"box"``, ...).
-        epochs: total number of epochs of the run (a resumed run counts the epochs already done).
+        epochs: total number of epochs of the run (a resumed run counts the epochs already done: as
+            many as the checkpoint holds trains nothing and returns its history, fewer is refused).
         batch_size: images per step and process; lr, decay_epochs, decay, weight_decay: Adam with
             step decay after the listed epochs.
         seed: seeds sample order, augmentation and any randomness of the model (see the module text).
@@ -429,10 +497,14 @@ def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = No
         step: what to do with one batch (default :class:`Step`: the loss, backward, one step of
             Adam); see "Other updates" in the module text.
         records_per_epoch: history records per epoch (more than one: loss curves of short runs).
+        data: a fingerprint of the training data (e.g. ``{"kind": "synthetic", "split": "train",
+            "size": 200, "seed": 0}``), stored in checkpoints: a resume with another is refused.
 
     Raises:
-        FloatingPointError: a loss component became NaN or infinite.
-        ValueError: the checkpoint in ``checkpoint_dir`` was made with other settings.
+        FloatingPointError: a loss component became NaN or infinite; :class:`DivergenceError` (a
+            subclass) when the loss ran away or validation predicted non-finite landmarks.
+        ValueError: the checkpoint in ``checkpoint_dir`` was made with other settings, or holds more
+            finished epochs than ``epochs``.
     """
     model, task = detector.model, loss if loss is not None else detector.task
     if records_per_epoch < 1:
@@ -450,6 +522,8 @@ def fit(detector: "Detector", train_data: Dataset, val_data: Dataset | None = No
                         persistent_workers=persistent_workers, device=str(device), amp=amp,
                         deterministic=deterministic, val_every=val_every, frozen_batchnorm=frozen_batchnorm,
                         records_per_epoch=records_per_epoch, user=normalise_config(config))
+        if data is not None:  # absent otherwise, so that checkpoints from before the fingerprint still resume
+            settings["data"] = normalise_config(data)
         if step is not None:
             settings["step"] = normalise_config({"class": f"{type(step).__module__}:{type(step).__qualname__}",
                                                  **step.config()})
@@ -488,8 +562,14 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
             state = load_checkpoint(path, kind="training", map_location=device)
             differences = config_differences(state["config"], s, ignore=RESUMABLE_CHANGES)
             if differences:
-                raise ValueError(f"{path}: cannot resume, the run was made with other settings "
-                                 f"({describe_differences(differences)}); use another checkpoint_dir or resume=False")
+                # other data is reason enough, and what depends on it (a neighbour table) would only lengthen the line
+                shown = {key: value for key, value in differences.items() if key.split(".")[0] == "data"} or differences
+                more = f"; and {len(differences) - len(shown)} more" if len(shown) < len(differences) else ""
+                raise ValueError(f"{path}: cannot resume: {describe_differences(shown)}{more}; "
+                                 f"use another checkpoint_dir or resume=False")
+            if state["epoch"] > s["epochs"]:
+                raise ValueError(f"{path}: holds {state['epoch']} finished epochs, more than epochs={s['epochs']}; "
+                                 f"give epochs >= {state['epoch']}, or another checkpoint_dir")
             if state["config"]["num_workers"] != s["num_workers"]:
                 warnings.warn(f"resuming with num_workers={s['num_workers']} instead of "
                               f"{state['config']['num_workers']}: augmentation will not repeat exactly", stacklevel=3)
@@ -499,6 +579,7 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
             scaler.load_state_dict(state["scaler"])
             update.load_state_dict(state.get("update_step") or {})
             history, start_epoch, step = History.from_dict(state["history"]), state["epoch"], state["step"]
+            context.checkpoint, context.checkpoint_epoch = path, start_epoch
         elif process.main:
             warnings.warn(f"resume=False: {path} will be overwritten by a new run", stacklevel=3)
 
@@ -518,10 +599,12 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
         raise ValueError(f"no training batch: {len(sampler)} samples per process, batch_size={s['batch_size']}, "
                          f"drop_last={s['drop_last']}")
 
-    bar = tqdm(total=steps * max(s["epochs"] - start_epoch, 0), disable=not (progress and process.main),
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(total=steps, disable=not (progress and process.main), dynamic_ncols=True, leave=True)
+    clock = _Projection(bar, max(s["epochs"] - start_epoch, 0), steps, device, report=process.main,
+                        written=progress and process.main)
     try:
         for epoch in range(start_epoch, s["epochs"]):
+            bar.reset(total=steps)
             bar.set_description(f"epoch {epoch + 1}/{s['epochs']}")
             seed_everything(_epoch_seed(s["seed"], epoch, process.rank))
             generator.manual_seed(_epoch_seed(s["seed"], epoch, process.rank))
@@ -531,7 +614,7 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
                 extra_data, s["batch_size"], s["seed"], epoch, process, s["num_workers"], device.type == "cuda")
             lr = optimizer.param_groups[0]["lr"]
             try:
-                parts = _train_epoch(context, update, batches, extra, bar, s.get("frozen_batchnorm", False),
+                parts = _train_epoch(context, update, batches, extra, clock, s.get("frozen_batchnorm", False),
                                      s.get("records_per_epoch", 1))
             finally:
                 if extra is not None:
@@ -546,7 +629,7 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
             records = [{"epoch": epoch + 1 if len(parts) == 1 and fraction == 1 else epoch + fraction, "lr": lr, **part}
                        for fraction, part in parts]
             if val_data is not None and ((epoch + 1) % s["val_every"] == 0 or last):
-                records[-1].update(_validate(detector, val_data, val_layout, norm, s, process))
+                records[-1].update(_validate(detector, val_data, val_layout, norm, s, context))
             for record in records:
                 history.append(record)
             if path is not None and process.main:
@@ -555,6 +638,7 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                              "update_step": update.state_dict(), "rng": _rng_states(), "history": history.to_dict(),
                              "config": s, **provenance()}, path)
+                context.checkpoint, context.checkpoint_epoch = path, epoch + 1
             if process.distributed:
                 dist.barrier()
             if progress and process.main:
@@ -566,7 +650,8 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
 
 
 def _train_epoch(context: StepContext, update: Step, loader: DataLoader, extra: Iterator[dict[str, Any]] | None,
-                 bar, frozen_batchnorm: bool = False, parts: int = 1) -> list[tuple[float, dict[str, float]]]:
+                 clock: "_Projection", frozen_batchnorm: bool = False,
+                 parts: int = 1) -> list[tuple[float, dict[str, float]]]:
     """One pass over ``loader``; for each of ``parts`` consecutive parts of it, the fraction of the
     epoch done at its end and its record: value means, times and throughput (over all processes)."""
     net = context.net
@@ -582,6 +667,7 @@ def _train_epoch(context: StepContext, update: Step, loader: DataLoader, extra: 
     sums: dict[str, float] = {}
     images, data_seconds = 0, 0.0
     start = waiting = time.perf_counter()
+    clock.start_epoch()
     for index, batch in enumerate(loader):
         extra_batch = next(extra) if extra is not None else None
         data_seconds += time.perf_counter() - waiting
@@ -596,8 +682,7 @@ def _train_epoch(context: StepContext, update: Step, loader: DataLoader, extra: 
         images += count
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value * count
-        bar.update()
-        bar.set_postfix(loss=f"{values['loss_total']:.4g}", refresh=False)
+        clock.step(values["loss_total"])
         if index + 1 in marks:
             results.append(((index + 1) / steps, _part_record(sums, images, time.perf_counter() - start,
                                                               data_seconds, context)))
@@ -605,6 +690,69 @@ def _train_epoch(context: StepContext, update: Step, loader: DataLoader, extra: 
             start = time.perf_counter()
         waiting = time.perf_counter()
     return results
+
+
+class _Projection:
+    """The progress bar's steps and the projected time of the call.
+
+    The first step of the call is a warm-up and the first of every epoch waits for the loader to
+    start, so neither is timed; after ``PROJECTION_STEPS - 1`` timed steps the projection of the
+    whole call is reported once if it exceeds ``PROJECTION_WARNING_S``, and the bar's postfix
+    shows the time left from then on.
+    """
+
+    def __init__(self, bar, epochs: int, steps: int, device: torch.device, report: bool, written: bool) -> None:
+        self.bar, self.epochs, self.steps, self.device = bar, epochs, steps, device
+        self.report, self.written = report, written
+        self.done = self.timed = 0
+        self.seconds = 0.0
+        self.mark: float | None = None
+        self.reported = False
+
+    def start_epoch(self) -> None:
+        self.mark = None
+
+    def step(self, loss: float) -> None:
+        now = time.perf_counter()
+        self.done += 1
+        if self.mark is not None and self.done > 1:
+            self.timed += 1
+            self.seconds += now - self.mark
+        self.mark = now
+        self.bar.update()
+        postfix = {"loss": f"{loss:.4g}"}
+        if self.timed:
+            per_step = self.seconds / self.timed
+            postfix["left"] = _duration(per_step * (self.epochs * self.steps - self.done))
+            if not self.reported and self.timed >= PROJECTION_STEPS - 1:
+                self.reported = True
+                self._project(per_step)
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def _project(self, per_step: float) -> None:
+        total = per_step * self.epochs * self.steps
+        if not self.report or per_step * (self.epochs * self.steps - self.done) <= PROJECTION_WARNING_S:
+            return
+        shown = f"{per_step:.2g}" if per_step < 10 else f"{per_step:.0f}"
+        line = (f"projected training time: about {_duration(total)} ({self.epochs} epochs x {self.steps} steps "
+                f"at {shown} s per step on {self.device.type})")
+        if self.device.type == "cpu":
+            line += "; these settings are meant for a GPU"
+        if self.written:
+            self.bar.write(line)
+        else:
+            warnings.warn(line, stacklevel=6)  # at the call of fit
+
+
+def _duration(seconds: float) -> str:
+    """``"73 h"``, ``"2.5 h"``, ``"12 min"``, ``"40 s"``, ``"0.02 s"``."""
+    if seconds >= 36000:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2g} s"
 
 
 def _part_record(sums: Mapping[str, float], images: int, seconds: float, data_seconds: float,
@@ -625,14 +773,28 @@ def _part_record(sums: Mapping[str, float], images: int, seconds: float, data_se
 
 
 def _validate(detector: "Detector", data: Dataset, layout: Layout, norm: str | None, s: Mapping[str, Any],
-              process: _Process) -> dict[str, float]:
-    """Validation metrics on rank 0, shared with the other ranks."""
-    metrics = [None]
+              context: StepContext) -> dict[str, float]:
+    """Validation metrics on rank 0, shared with the other ranks; :class:`DivergenceError` (on every
+    rank) if the network predicts non-finite landmarks."""
+    process = context.process
+    metrics: list[Any] = [None]
     if process.main:
-        results = evaluate(detector, data, layout, s["batch_size"], norm, s["num_workers"])
-        metrics = [{f"val_{key}": results[key] for key in ("nme", "fr", "auc")}]
+        try:
+            results = evaluate(detector, data, layout, s["batch_size"], norm, s["num_workers"])
+            metrics = [{f"val_{key}": results[key] for key in ("nme", "fr", "auc")}]
+        except ValueError:  # the metrics refuse non-finite errors: are the predictions to blame?
+            bad = images = 0
+            for _, _, points in predictions(detector, data, s["batch_size"], s["num_workers"]):
+                images += len(points)
+                bad += int((~torch.isfinite(points).flatten(1).all(1)).sum())
+            if not bad:
+                raise
+            metrics = [context.diverged(f"epoch {context.epoch + 1}", f"the validation predictions of {bad} of "
+                                        f"{images} images are not finite")]
     if process.distributed:
         dist.broadcast_object_list(metrics, src=0)
+    if isinstance(metrics[0], str):
+        raise DivergenceError(metrics[0])
     return metrics[0]
 
 
@@ -671,12 +833,15 @@ def loader_throughput(dataset: Dataset, batch_size: int, num_workers: int = 0, b
 # ---------------------------------------------------------------------------------------- from a spec
 def train_spec(spec: "ModelSpec", train_data: Dataset, val_data: Dataset | None = None, *,
                schedule: Mapping[str, Any], seed: int = 0, modifiers: Sequence[tuple[Any, Mapping[str, Any]]] = (),
-               progress: bool = True, **fit_options: Any) -> tuple["Detector", History]:
+               progress: bool = True, data: Mapping[str, Any] | None = None,
+               **fit_options: Any) -> tuple["Detector", History]:
     """Build the detector of ``spec`` (neighbours from the training faces' mean face), initialised
     under ``seed``, and train it with ``schedule`` (``profile.schedule()``, keyword arguments of
     :func:`fit`) and the same seed for the data order. A :class:`~landmarks.data.layouts.Layout` given
-    as ``layout`` (e.g. one of your own) becomes the detector's as well as the validation's. Returns
-    the detector and its history."""
+    as ``layout`` (e.g. one of your own) becomes the detector's as well as the validation's. ``data``:
+    a fingerprint of ``train_data`` (e.g. ``{"kind": "synthetic", "root": None, "split": "train",
+    "domain": "studio", "size": 200, "seed": 0}``) kept in the checkpoints, so that a resume on other
+    data is refused, whatever the head. Returns the detector and its history."""
     from landmarks.detector import build_detector, training_landmarks
 
     shapes = training_landmarks(train_data) if spec.head == "pip" else None
@@ -684,5 +849,5 @@ def train_spec(spec: "ModelSpec", train_data: Dataset, val_data: Dataset | None 
     detector = build_detector(spec, shapes, modifiers=modifiers, layout=fit_options.get("layout"))
     options = {**dict(schedule), **fit_options}
     history = fit(detector, train_data, val_data, seed=seed, progress=progress, config=detector.config(),
-                  **options)
+                  data=data, **options)
     return detector, history
