@@ -211,11 +211,13 @@ def _predict_parser(commands) -> None:
     parser.add_argument("image", type=Path, metavar="IMAGE", help="image file (anything OpenCV reads)")
     crop = parser.add_argument_group("face crop")
     crop.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                      help="face box in pixel coordinates (default: every face the face detector finds)")
+                      help="face box in pixel coordinates, the tight box around the face's landmarks (what the "
+                           "face detector gives); default: every face the face detector finds")
     crop.add_argument("--whole-image", action="store_true",
                       help="the image is the face crop: use all of it, made square around its centre")
-    crop.add_argument("--box-scale", type=float, default=1.1,
-                      help="side of the square crop over the longer side of --box")
+    crop.add_argument("--box-scale", type=float,
+                      help="side of the square crop, centred on the face box, over the box's longer side (default: "
+                           "the model's own crop convention, measured on its training crops and stored in its file)")
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("xy", "pts"), default="xy",
                         help="xy: one 'x y' line per point; pts: a 300W .pts file (1-based coordinates); with "
@@ -243,9 +245,59 @@ def build_parser(settings: profiles.Profile | None = None) -> argparse.ArgumentP
 
 # ------------------------------------------------------------------------------------ data and models
 def _device(name: str) -> str:
+    """The torch device ``--device`` names (``auto``: cuda when available, else cpu), checked to exist here."""
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name}: not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA GPU is available on this machine (torch.cuda.is_available() "
+                             "is False); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: Apple's MPS backend is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name}: only cpu, cuda and mps devices are supported")
+    return name
+
+
+def _check_output_file(path: Path | None, option: str) -> None:
+    """``UsageError`` before any work when ``path`` cannot be written as a file: its folder is missing
+    or not a folder, or ``path`` itself is a folder or another non-regular file (a device, a pipe)."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise UsageError(f"{option} {path}: the folder {parent} {what}")
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise UsageError(f"{option} {path}: {what}; give the name of a file to write")
+
+
+def _check_counts(args: argparse.Namespace, settings: profiles.Profile) -> None:
+    """``UsageError`` for sizes and rates that cannot train (before any data is read)."""
+    positive = {"--epochs": settings.epochs, "--batch-size": settings.batch_size, "--image-size": settings.image_size,
+                "--train-size": args.train_size}
+    for option, value in positive.items():
+        if value is not None and value < 1:
+            raise UsageError(f"{option} {value}: it must be at least 1")
+    if args.val_size is not None and args.val_size < 0:
+        raise UsageError(f"--val-size {args.val_size}: it must be 0 (no validation) or more")
+    if args.num_workers < 0:
+        raise UsageError(f"--num-workers {args.num_workers}: it must be 0 or more")
+    if not (settings.learning_rate > 0 and np.isfinite(settings.learning_rate)):
+        raise UsageError(f"--lr {settings.learning_rate:g}: it must be a positive number")
+    if not settings.width > 0:
+        raise UsageError(f"--width {settings.width:g}: it must be positive")
+    if args.checkpoint_dir is not None and args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
+        raise UsageError(f"--checkpoint-dir {args.checkpoint_dir}: a file, not a folder")
 
 
 def _check_source(args: argparse.Namespace) -> None:
@@ -357,6 +409,13 @@ def _training_data(args: argparse.Namespace, settings: profiles.Profile):
     return train, val if len(val) > 0 else None, probe.layout, description
 
 
+def _fingerprint(args: argparse.Namespace, settings: profiles.Profile, train_size: int, val_size: int) -> dict[str, Any]:
+    """What identifies the training data of a run, stored in its checkpoint: a resume on other data is refused."""
+    return {"kind": args.data, "root": str(args.root.resolve()) if args.root is not None else None, "split": "train",
+            "domain": args.domain if args.data == "synthetic" else None, "layout": args.layout, "size": train_size,
+            "val_size": val_size, "seed": args.seed, "augment": settings.augment, "margin": settings.crop_margin}
+
+
 def _evaluation_data(args: argparse.Namespace, detector):
     """The test set in the detector's layout and a description of it."""
     _check_source(args)
@@ -388,7 +447,10 @@ def _load(path: Path, device: str):
 
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
-    detector, record = Detector.load_with_record(path)
+    try:
+        detector, record = Detector.load_with_record(path)
+    except KeyError as error:  # a layout or class name this version does not know
+        raise UsageError(f"{path}: {error.args[0] if error.args else error}") from None
     if detector.image_size is None or detector.layout is None:
         raise UsageError(f"{path}: the detector records no input size or layout, so it cannot be run on files")
     return detector.to(device), record
@@ -410,7 +472,17 @@ def run_train(args: argparse.Namespace, command: str) -> int:
     from landmarks.data.layouts import get_layout
 
     settings = train_settings(args)
+    _check_counts(args, settings)
+    _check_output_file(args.output, "--output")
+    device = _device(args.device)
+    if settings.for_gpu and device == "cpu":
+        sys.stderr.write(f"note: the {settings.name} profile ({profiles.ENV_VARIABLE}={settings.name}) has the papers' "
+                         f"settings ({settings.epochs} epochs at {settings.image_size} px) and is meant for a GPU; on this "
+                         "CPU its projected time is printed after the first steps (the quick profile: unset "
+                         f"{profiles.ENV_VARIABLE})\n")
     train, val, layout, description = _training_data(args, settings)
+    if len(train) == 0:
+        raise UsageError(f"no training faces in {description}")
     layout = get_layout(layout)
     spec = ModelSpec(head=args.head, num_points=layout.num_points, depth=args.depth,
                      width=settings.width, image_size=settings.image_size,
@@ -419,7 +491,8 @@ def run_train(args: argparse.Namespace, command: str) -> int:
     start = time.perf_counter()
     detector, history = train_spec(spec, train, val, schedule=settings.schedule(), seed=args.seed,
                                    checkpoint_dir=args.checkpoint_dir, progress=not args.quiet,
-                                   device=_device(args.device), amp=args.amp, layout=layout)
+                                   device=device, amp=args.amp, layout=layout,
+                                   data=_fingerprint(args, settings, len(train), len(val) if val is not None else 0))
     seconds = time.perf_counter() - start
     metrics: dict[str, Any] = {"data": description, "train_images": len(train), "augment": settings.augment}
     if val is not None:
@@ -440,6 +513,7 @@ def run_evaluate(args: argparse.Namespace, command: str) -> int:
     """``evaluate``: NME / FR / AUC of a model file on a test set."""
     from landmarks.evaluation.loop import evaluate
 
+    _check_output_file(args.json, "--json")
     detector, _ = _load(args.model, _device(args.device))
     data, description = _evaluation_data(args, detector)
     if len(data) == 0:
@@ -459,12 +533,12 @@ def run_evaluate(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def _check_box(box: Sequence[float] | None, box_scale: float) -> None:
+def _check_box(box: Sequence[float] | None, box_scale: float | None) -> None:
     if box is not None:
         x0, y0, x1, y1 = box
         if not (np.isfinite(box).all() and x1 > x0 and y1 > y0):
             raise UsageError(f"bad --box {x0:g} {y0:g} {x1:g} {y1:g}: need X1 > X0 and Y1 > Y0")
-    if not box_scale > 0:
+    if box_scale is not None and not box_scale > 0:
         raise UsageError(f"bad --box-scale {box_scale:g}: it must be positive")
 
 
@@ -480,11 +554,11 @@ def _pts_text(points: np.ndarray) -> str:
 
 
 def _save_drawing(image: np.ndarray, faces: Sequence[np.ndarray], layout: Any, path: Path) -> None:
-    """The image with every face's landmarks drawn, rendered by matplotlib's Agg canvas at about image resolution."""
+    """The image with every face's landmarks drawn, rendered by matplotlib's Agg canvas at about image
+    resolution; ``layout`` is the detector's own (a layout of your own is registered under no name)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from landmarks.data.layouts import get_layout
     from landmarks.plots.figures import show_landmarks
 
     height, width = image.shape[:2]
@@ -493,7 +567,7 @@ def _save_drawing(image: np.ndarray, faces: Sequence[np.ndarray], layout: Any, p
     FigureCanvasAgg(figure)
     axes = figure.add_axes((0, 0, 1, 1))
     for points in faces:
-        show_landmarks(image, pred=points, layout=get_layout(layout), ax=axes)  # points draw above every image
+        show_landmarks(image, pred=points, layout=layout, ax=axes)  # points draw above every image
     figure.savefig(path)
 
 
@@ -518,11 +592,13 @@ def run_predict(args: argparse.Namespace, command: str) -> int:
     """``predict``: landmarks of every face in one image, printed (and drawn with --output)."""
     from landmarks.data.datasets import read_image
 
-    detector, _ = _load(args.model, _device(args.device))
     _check_box(args.box, args.box_scale)
+    _check_output_file(args.output, "--output")
+    detector, _ = _load(args.model, _device(args.device))
     image = read_image(args.image)
     boxes = _face_boxes(args, image)
-    detector.box_scale = args.box_scale
+    if args.box_scale is not None:  # a crop of your own: this side, centred on the box
+        detector.box_scale, detector.box_shift = args.box_scale, (0.0, 0.0)
     count = 1 if boxes is None else len(boxes)
     points = detector.predict([image] * count, boxes=boxes, flip=args.flip).double().numpy()
     blocks = []
@@ -555,6 +631,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(None, error)
     args = parser.parse_args(argv)
     try:
-        return args.run(args, shlex.join(["python", "-m", "landmarks", *argv]))
-    except (UsageError, ValueError, FileNotFoundError) as error:  # the library's "bad input" errors
+        code = args.run(args, shlex.join(["python", "-m", "landmarks", *argv]))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:  # the reader of our output left (``| head``): end quietly, as cat does
+        _silence_stdout()
+        return 1
+    # the library's "bad input" errors, and a run that diverged (FloatingPointError: NaN or a blow-up)
+    except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError, FloatingPointError) as error:
         _fail(args.command, error)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush of a closed pipe raises nothing more."""
+    import os
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture): nothing will flush to the pipe
+        pass

@@ -6,8 +6,13 @@ a loss. A :class:`Detector` holds both, with what a caller needs to feed it corr
 
 - ``image_size``: the side of the square input crop, in pixels;
 - ``layout``: the landmark layout (number of points, eye corners for the NME, flip pairs);
-- ``box_scale``: the crop convention: a face box ``(x0, y0, x1, y1)`` becomes the square crop of
-  side ``box_scale`` x its longer side, centred on it (:func:`landmarks.data.datasets.crop_box`);
+- ``box_scale`` and ``box_shift``: the crop convention. A face box ``(x0, y0, x1, y1)``, meaning
+  the tight box around the face's landmarks (what :func:`landmarks.data.face_detection.detect_faces`
+  returns), becomes the square crop of side ``box_scale`` x its longer side, centred on the box's
+  centre moved by ``box_shift`` x that side (:meth:`Detector.crop_boxes`). :func:`train_spec
+  <landmarks.training.loop.train_spec>` measures both on the training crops
+  (:func:`crop_convention`), so the crop a box gives at prediction is the crop the network saw in
+  training: a face filling 45 % of a synthetic training image is cut the same way from a photo;
 - the pixel convention: RGB images in ``[0, 1]`` (``uint8`` images are divided by 255); the
   ImageNet mean / std normalisation is applied by the trunk itself.
 
@@ -47,11 +52,17 @@ import torch
 from torch import Tensor, nn
 
 from landmarks.codecs.pip import mean_face, neighbour_indices
+from landmarks.data.datasets import crop_box
 from landmarks.data.layouts import Layout, get_layout
 
-__all__ = ["Detector", "ModelSpec", "HEADS", "build_detector", "with_neighbours", "training_landmarks"]
+__all__ = ["Detector", "ModelSpec", "HEADS", "build_detector", "with_neighbours", "training_landmarks",
+           "crop_convention", "CONVENTION_SAMPLES", "MIN_FACE_PIXELS"]
 
 HEADS = ("pip", "heatmap", "coordinate")
+#: Training crops :func:`train_spec <landmarks.training.loop.train_spec>` measures the crop convention on.
+CONVENTION_SAMPLES = 256
+#: The smallest face (the longer side of its crop inside the image, in pixels) :meth:`Detector.predict` accepts.
+MIN_FACE_PIXELS = 8
 
 
 # ------------------------------------------------------------------------------ rebuilding by name
@@ -137,6 +148,7 @@ class Detector:
         layout: the landmark layout (name or :class:`~landmarks.data.layouts.Layout`; ``None``: the
             data's layout is used wherever one is needed).
         box_scale: crop side over the longer side of a face box given to :meth:`predict`.
+        box_shift: ``(dx, dy)``: the crop's centre minus the box's, over the box's longer side.
         architecture: how to rebuild ``model`` for :meth:`load` (``{"builder": "module:function",
             "kwargs": {...}, "modifiers": [[name, kwargs], ...]}``); set by :func:`build_detector`.
         spec: the :class:`ModelSpec` it was built from, if any (kept for display and the CLI).
@@ -144,7 +156,7 @@ class Detector:
 
     def __init__(self, model: nn.Module, task: Any, image_size: int | None = None, layout: Layout | str | None = "300w",
                  box_scale: float = 1.0, architecture: Mapping[str, Any] | None = None,
-                 spec: "ModelSpec | None" = None) -> None:
+                 spec: "ModelSpec | None" = None, box_shift: Sequence[float] = (0.0, 0.0)) -> None:
         if image_size is not None and image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
         if not box_scale > 0:
@@ -153,6 +165,9 @@ class Detector:
         self.image_size = image_size
         self.layout = get_layout(layout) if layout is not None else None
         self.box_scale = float(box_scale)
+        self.box_shift = (float(box_shift[0]), float(box_shift[1]))
+        if not np.isfinite(self.box_shift).all():
+            raise ValueError(f"box_shift must be finite, got {box_shift}")
         self.architecture = dict(architecture) if architecture is not None else None
         self.spec = spec
         #: Run :meth:`predict` in channels-last memory layout: ``None`` = on a CPU only.
@@ -161,7 +176,8 @@ class Detector:
 
     def __repr__(self) -> str:
         return (f"Detector({type(self.model).__name__}, {type(self.task).__name__}, image_size={self.image_size}, "
-                f"layout={self.layout.name if self.layout else None!r}, box_scale={self.box_scale:g})")
+                f"layout={self.layout.name if self.layout else None!r}, box_scale={self.box_scale:g}, "
+                f"box_shift=({self.box_shift[0]:g}, {self.box_shift[1]:g}))")
 
     # -------------------------------------------------------------------------- device and mode
     @property
@@ -264,7 +280,7 @@ class Detector:
 
     def _predict_boxes(self, images: list[np.ndarray], boxes: Any, batch_size: int, flip: bool = False) -> Tensor:
         from landmarks.data.coords import apply_affine
-        from landmarks.data.datasets import crop_and_resize, crop_box, crop_matrix
+        from landmarks.data.datasets import crop_and_resize, crop_matrix
 
         if self.image_size is None:
             raise ValueError("this detector has no image_size: give it crops of the size it was trained on")
@@ -276,9 +292,11 @@ class Detector:
             if bad.any():
                 raise ValueError(f"box {boxes[bad][0].tolist()} (image {int(np.flatnonzero(bad)[0])}): "
                                  "need x1 > x0 and y1 > y0")
-            crops = crop_box(boxes, self.box_scale)
+            crops = self.crop_boxes(boxes)
         else:
             crops = np.stack([crop_box(np.array([0.0, 0.0, image.shape[1], image.shape[0]]), 1.0) for image in images])
+        for k, (image, crop) in enumerate(zip(images, crops)):
+            _check_crop(image, crop, boxes[k] if boxes is not None else None, k)
         size = self.image_size
         pixels = np.stack([crop_and_resize(image, np.zeros((0, 2)), crop, size)[0] for image, crop in zip(images, crops)])
         tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0)
@@ -288,6 +306,15 @@ class Detector:
             inverse = np.linalg.inv(np.vstack([crop_matrix(crop, size), [0.0, 0.0, 1.0]]))[:2]
             mapped.append(apply_affine(inverse, pts))
         return torch.from_numpy(np.stack(mapped)).float()
+
+    def crop_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """The square crops ``(K, 4)`` that the crop convention (:attr:`box_scale`,
+        :attr:`box_shift`) cuts around face boxes ``(K, 4)``."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        crops = crop_box(boxes, self.box_scale)
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        shift = np.asarray(self.box_shift)[None, :] * side[:, None]
+        return crops + np.concatenate([shift, shift], axis=1)
 
     # -------------------------------------------------------------------------- export
     def export_onnx(self, path: str | Path, batch_size: int = 1, flip: bool = False, opset: int = 18) -> Path:
@@ -325,7 +352,7 @@ class Detector:
             raise ValueError("this detector has no architecture record (build it with build_detector or pass "
                              "architecture=...), so it could not be rebuilt from a file")
         return {"architecture": self.architecture, "codec": task_config(self.task), "image_size": self.image_size,
-                "layout": layout_config(self.layout), "box_scale": self.box_scale,
+                "layout": layout_config(self.layout), "box_scale": self.box_scale, "box_shift": list(self.box_shift),
                 "spec": self.spec.to_config() if self.spec is not None else None}
 
     @classmethod
@@ -335,7 +362,7 @@ class Detector:
         model = build_network(architecture)
         spec = ModelSpec.from_config(config["spec"]) if config.get("spec") else None
         return cls(model, task_from_config(config["codec"]), config.get("image_size"), layout_from_config(config.get("layout")),
-                   config.get("box_scale", 1.0), architecture, spec)
+                   config.get("box_scale", 1.0), architecture, spec, config.get("box_shift", (0.0, 0.0)))
 
     def save(self, path: str | Path, history: Any = None, half: bool = False, **record: Any) -> Path:
         """Write the weights (in float16 with ``half=True``), :meth:`config`, the training history and
@@ -370,10 +397,27 @@ class Detector:
         except (KeyError, TypeError, RuntimeError) as error:
             raise ValueError(f"{path}: the stored weights do not fit the stored architecture ({error})") from error
         detector.model.to(map_location).eval()
+        detector._check_decodes(path)
         record = {key: value for key, value in config.items() if key != "detector"}
         record["history"] = state.get("history")
         record.setdefault("command", state.get("command"))
         return detector, record
+
+
+    def _check_decodes(self, path: str | Path) -> None:
+        """``ValueError`` naming ``path`` when the stored decoder cannot decode the stored network's
+        outputs (a file whose head record and weights disagree), found on one blank crop now rather
+        than as a ``KeyError`` deep inside the first prediction."""
+        size = self.image_size or 64
+        images, outputs = torch.zeros(1, 3, size, size, device=self.device), {}
+        try:
+            with torch.no_grad():
+                outputs = self.outputs(images)
+                self.decode(outputs, images)
+        except (KeyError, IndexError, RuntimeError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: the stored decoder {type(self.task).__name__} cannot decode the stored network's "
+                             f"outputs {sorted(outputs)} ({type(error).__name__}: "
+                             f"{error}); the file's head record and its weights disagree") from error
 
 
 class _Decoded(nn.Module):
@@ -518,6 +562,34 @@ def training_landmarks(data: Any, limit: int = 2000) -> Tensor:
     return torch.stack([data[i]["landmarks"] for i in range(min(limit, len(data)))])
 
 
+def crop_convention(train_landmarks: Tensor, image_size: int) -> tuple[float, tuple[float, float]]:
+    """The crop convention ``(box_scale, box_shift)`` of training crops of side ``image_size`` whose
+    landmarks (in crop pixels, before augmentation) are ``(M, N, 2)``: the median of the crop side
+    over the landmark box's longer side, and the median of the crop centre minus the box centre over
+    that side. Crops cut from landmark boxes with ``crop_box(points, 1.1)`` give ``(1.1, (0, 0))``;
+    synthetic faces, which fill about 45 % of their image, about ``(2.2, (0, 0.05))``."""
+    points = torch.as_tensor(train_landmarks, dtype=torch.float64).reshape(-1, *train_landmarks.shape[-2:])
+    if len(points) == 0:
+        raise ValueError("crop_convention needs the landmarks of at least one training crop")
+    low, high = points.amin(dim=1), points.amax(dim=1)
+    side = (high - low).amax(dim=1).clamp(min=1e-6)
+    shift = (image_size / 2 - (low + high) / 2) / side[:, None]
+    scale = float((image_size / side).median())
+    return scale, (float(shift[:, 0].median()), float(shift[:, 1].median()))
+
+
+def _check_crop(image: np.ndarray, crop: np.ndarray, box: np.ndarray | None, index: int) -> None:
+    """``ValueError`` when a face box lies outside its image or the face is too small to find landmarks in."""
+    height, width = image.shape[:2]
+    what = f"box {' '.join(f'{v:g}' for v in box)}" if box is not None else "the whole image"
+    if box is not None and (box[0] >= width or box[1] >= height or box[2] <= 0 or box[3] <= 0):
+        raise ValueError(f"{what} (image {index}) lies outside the image of {width} x {height} pixels")
+    inside = min(crop[2], width) - max(crop[0], 0), min(crop[3], height) - max(crop[1], 0)
+    if max(inside) < MIN_FACE_PIXELS or min(height, width) < 2:
+        raise ValueError(f"{what} (image {index}, {width} x {height} pixels) gives a face of "
+                         f"{max(0.0, max(inside)):.0f} pixels; at least {MIN_FACE_PIXELS} are needed")
+
+
 def with_neighbours(spec: ModelSpec, train_landmarks: Tensor) -> ModelSpec:
     """Fill in PIPNet's neighbour indices from the mean face of ``(M, N, 2)`` training landmarks."""
     if spec.head != "pip" or spec.num_neighbours == 0:
@@ -529,7 +601,7 @@ def with_neighbours(spec: ModelSpec, train_landmarks: Tensor) -> ModelSpec:
 
 def build_detector(spec: ModelSpec, train_landmarks: Tensor | None = None,
                    modifiers: Sequence[tuple[Any, Mapping[str, Any]]] = (), box_scale: float = 1.0,
-                   layout: Layout | str | None = None) -> Detector:
+                   layout: Layout | str | None = None, box_shift: Sequence[float] = (0.0, 0.0)) -> Detector:
     """The untrained detector of ``spec``.
 
     A PIP spec with neighbours needs them: pass the training landmarks (``(M, N, 2)``) or a spec
@@ -561,4 +633,4 @@ def build_detector(spec: ModelSpec, train_landmarks: Tensor | None = None,
         raise ValueError(f"layout {get_layout(layout).name!r} has {get_layout(layout).num_points} points, "
                          f"the spec {spec.num_points}")
     return Detector(model, task, spec.image_size, layout if layout is not None else spec.layout, box_scale,
-                    record, spec)
+                    record, spec, box_shift)

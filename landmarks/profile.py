@@ -44,6 +44,7 @@ class Profile:
         augment: train with :func:`~landmarks.data.transforms.real_data_augmentation` (PIPNet's).
         crop_margin: border cut around each training crop for augmentation, as a fraction of the crop.
         real_data: the settings that differ when training on real photos (:meth:`for_real_data`).
+        for_gpu: the settings are meant for a GPU (the command line says so when it trains them on a CPU).
     """
 
     name: str
@@ -62,6 +63,7 @@ class Profile:
     augment: bool = False
     crop_margin: float = 0.0
     real_data: Mapping[str, Any] = field(default_factory=dict, hash=False, repr=False)
+    for_gpu: bool = False
 
     def for_real_data(self) -> "Profile":
         """This profile with the recipe for real photos (:attr:`real_data`): augmentation on, crops
@@ -127,7 +129,7 @@ PROFILES: dict[str, Profile] = {
     # PIPNet's settings: 256 px, ResNet-18, 60 epochs, Adam 1e-4 decayed at 30 and 50, batch 16.
     "full": Profile(name="full", image_size=256, width=1.0, train_images=20000, test_images=2000,
                     epochs=60, batch_size=16, learning_rate=1e-4, decay_epochs=(30, 50), num_workers=4,
-                    chapters=_FULL_CHAPTERS, real_data=_FULL_REAL),
+                    chapters=_FULL_CHAPTERS, real_data=_FULL_REAL, for_gpu=True),
 }
 
 

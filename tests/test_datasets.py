@@ -11,6 +11,7 @@ from landmarks.book.demo_data import (FAKE_300W_COUNTS, make_300w_root, make_afl
                                  make_wflw_root)
 from landmarks.data.formats import read_aflw_mat, read_cofw_mat, read_pts, read_wflw_list
 from landmarks.data.layouts import W300
+from landmarks.data.synthetic import SyntheticFaces
 
 
 # --------------------------------------------------------------------------- geometry
@@ -127,11 +128,16 @@ def test_transform_and_visible():
 
 def test_dataset_errors(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    dataset = LandmarkDataset([tmp_path / "broken.jpg", tmp_path / "gone.jpg"], np.ones((2, 68, 2)), "300w")
-    with pytest.raises(ValueError, match="broken.jpg"):
-        dataset[0]
+    face = SyntheticFaces("studio", 64, 1, 0)[0]["landmarks"].double().numpy()
+    for name in ("broken.jpg", "gone.jpg"):  # found when the dataset is built ...
+        with pytest.raises(ValueError, match=name):
+            LandmarkDataset([tmp_path / name], face[None], "300w")
+    unchecked = LandmarkDataset([tmp_path / "broken.jpg", tmp_path / "gone.jpg"], np.stack([face, face]), "300w",
+                                check=False)
+    with pytest.raises(ValueError, match="broken.jpg"):  # ... and, unchecked, when it is read
+        unchecked[0]
     with pytest.raises(ValueError, match="gone.jpg"):
-        dataset[1]
+        unchecked[1]
     image = np.zeros((10, 10, 3), np.uint8)
     with pytest.raises(ValueError, match=r"item 1 .*expected 68 points \(layout '300w'\)"):
         LandmarkDataset([image, image], [np.ones((68, 2)), np.ones((67, 2))], "300w")

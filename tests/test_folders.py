@@ -121,7 +121,7 @@ def test_csv_values_round_trip_through_the_pixel_index_convention(tmp_path_facto
     header = ["image"] + [f"c{k}" for k in range(2 * len(points))]
     values = [repr(v) for p in points for v in p]
     (folder / "p.csv").write_text(",".join(header) + "\n" + ",".join(["a.png", *values]) + "\n")
-    faces = load_folder(folder / "p.csv", size=8)
+    faces = load_folder(folder / "p.csv", size=8, check=False)  # the values only; random points are no face
     np.testing.assert_allclose(to_pixel_index(faces.landmarks[0]), np.asarray(points), rtol=1e-15, atol=1e-13)
 
 

@@ -150,13 +150,17 @@ class LandmarkDataset(Dataset):
             points; OpenCV rounds them to 1/32 pixel, which moves a few edge pixels by a few levels).
         cache: a :class:`~landmarks.data.cache.CropCache`, ``"memory"``, or a folder: crops (with
             their margin) are decoded once and kept (see :mod:`landmarks.data.cache`).
+        check: check every image file and label now (:mod:`landmarks.data.checks`: undecodable or
+            truncated images, zero normalising distances, points far outside the image), so that a
+            bad item is an error naming its file before any training, not a grey crop or an
+            infinite NME later. Reads each file's header, not its pixels.
     """
 
     def __init__(self, images: Sequence[ImageSource], landmarks, layout: Layout | str,
                  boxes: np.ndarray | None = None, size: int = 256, box_scale: float = 1.1,
                  transform: Callable[[dict], dict] | None = None, visible: np.ndarray | None = None,
                  crop_from: str = "box", names: Sequence[str] | None = None, margin: float = 0.0,
-                 cache: "CropCache | str | PathLike | None" = None) -> None:
+                 cache: "CropCache | str | PathLike | None" = None, check: bool = True) -> None:
         self.layout = get_layout(layout)
         self.images = list(images)
         count = len(self.images)
@@ -175,6 +179,17 @@ class LandmarkDataset(Dataset):
         self.margin = float(margin)
         self.pad = int(round(self.margin * self.size))
         self.cache = _as_cache(cache)
+        if check:
+            self.check()
+
+    def check(self) -> None:
+        """``ValueError`` naming the files that are undecodable, truncated, or whose labels are
+        degenerate or far outside their image (see :mod:`landmarks.data.checks`)."""
+        from landmarks.data.checks import check_faces, image_size
+
+        sizes = [(source.shape[1], source.shape[0]) if isinstance(source, np.ndarray) else image_size(source)
+                 for source in self.images]
+        check_faces(self.landmarks, self.boxes, sizes, self.layout, self.names)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -301,10 +316,16 @@ def _memory_image(image: np.ndarray, name: str) -> np.ndarray:
 def read_image(path: PathLike) -> np.ndarray:
     """Read a file as RGB uint8; grayscale becomes 3 channels. EXIF orientation is ignored
     (annotations refer to the stored pixel grid, as MATLAB's ``imread`` returns it)."""
+    from landmarks.data.checks import truncation
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"cannot read image {path}: no such file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    data = path.read_bytes()
+    problem = truncation(data)  # OpenCV would return grey rows for the missing part, with no file name
+    if problem:
+        raise ValueError(f"cannot read image {path}: {problem}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ValueError(f"cannot read image {path}: not an image OpenCV can decode")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -81,10 +81,10 @@ def folder_layout(num_points: int, layout: Layout | str | int | None = None, fli
 def load_folder(source: PathLike, layout: Layout | str | int | None = None, *, flip_pairs: Sequence[tuple[int, int]] = (),
                 eye_corners: tuple[int, int] | None = None, convention: str | None = None, size: int = 256,
                 box_scale: float = 1.1, transform: Callable[[dict], dict] | None = None, margin: float = 0.0,
-                cache: Any = None) -> LandmarkDataset:
+                cache: Any = None, check: bool = True) -> LandmarkDataset:
     """Faces of a folder (``.pts`` beside each image) or of one CSV / JSON file (see the module text).
 
-    ``size``, ``box_scale``, ``transform``, ``margin`` and ``cache`` are those of
+    ``size``, ``box_scale``, ``transform``, ``margin``, ``cache`` and ``check`` are those of
     :class:`~landmarks.data.datasets.LandmarkDataset`; without a box in the file, the crop is built
     from the landmarks' bounding box. Items are in sorted path order (a CSV / JSON keeps its order).
     """
@@ -115,7 +115,7 @@ def load_folder(source: PathLike, layout: Layout | str | int | None = None, *, f
         box_array = convert(corners).reshape(-1, 4)
     return LandmarkDataset(images, landmarks, chosen, boxes=box_array, size=size, box_scale=box_scale,
                            transform=transform, crop_from="box" if has_boxes else "landmarks",
-                           margin=margin, cache=cache)
+                           margin=margin, cache=cache, check=check)
 
 
 def split_every(count: int, every: int = 10) -> tuple[list[int], list[int]]:

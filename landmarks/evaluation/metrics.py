@@ -58,8 +58,9 @@ def _box_distance(boxes: Tensor | None, batch: int, norm: str) -> Tensor:
 
 
 def normalising_distance(landmarks: Tensor, layout: Layout, norm: str | None = None,
-                         boxes: Tensor | None = None) -> Tensor:
-    """Per-face normalising distance ``(B,)``; raises ``ValueError`` if any is zero or not finite."""
+                         boxes: Tensor | None = None, check: bool = True) -> Tensor:
+    """Per-face normalising distance ``(B,)``; raises ``ValueError`` if any is zero or not finite
+    (``check=False``: returns them as they are, for a caller that names the faces itself)."""
     points = _batched(landmarks)
     _check(points, layout, "landmarks")
     norm = norm or layout.default_norm
@@ -75,7 +76,7 @@ def normalising_distance(landmarks: Tensor, layout: Layout, norm: str | None = N
         dist = _box_distance(boxes, len(points), norm).to(points.dtype)
     else:
         raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
-    bad = (~torch.isfinite(dist) | (dist <= 0)).nonzero().flatten().tolist()
+    bad = (~torch.isfinite(dist) | (dist <= 0)).nonzero().flatten().tolist() if check else []
     if bad:
         raise ValueError(f"{norm} normalising distance is zero or not finite for images {bad}")
     return dist

@@ -560,6 +560,10 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
     if path is not None and path.exists():
         if resume:
             state = load_checkpoint(path, kind="training", map_location=device)
+            # first: fewer epochs also move the decay epochs, which would be named instead
+            if state["epoch"] > s["epochs"]:
+                raise ValueError(f"{path}: holds {state['epoch']} finished epochs, more than epochs={s['epochs']}; "
+                                 f"give epochs >= {state['epoch']}, or another checkpoint_dir")
             differences = config_differences(state["config"], s, ignore=RESUMABLE_CHANGES)
             if differences:
                 # other data is reason enough, and what depends on it (a neighbour table) would only lengthen the line
@@ -567,9 +571,6 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
                 more = f"; and {len(differences) - len(shown)} more" if len(shown) < len(differences) else ""
                 raise ValueError(f"{path}: cannot resume: {describe_differences(shown)}{more}; "
                                  f"use another checkpoint_dir or resume=False")
-            if state["epoch"] > s["epochs"]:
-                raise ValueError(f"{path}: holds {state['epoch']} finished epochs, more than epochs={s['epochs']}; "
-                                 f"give epochs >= {state['epoch']}, or another checkpoint_dir")
             if state["config"]["num_workers"] != s["num_workers"]:
                 warnings.warn(f"resuming with num_workers={s['num_workers']} instead of "
                               f"{state['config']['num_workers']}: augmentation will not repeat exactly", stacklevel=3)
@@ -841,12 +842,18 @@ def train_spec(spec: "ModelSpec", train_data: Dataset, val_data: Dataset | None 
     as ``layout`` (e.g. one of your own) becomes the detector's as well as the validation's. ``data``:
     a fingerprint of ``train_data`` (e.g. ``{"kind": "synthetic", "root": None, "split": "train",
     "domain": "studio", "size": 200, "seed": 0}``) kept in the checkpoints, so that a resume on other
-    data is refused, whatever the head. Returns the detector and its history."""
-    from landmarks.detector import build_detector, training_landmarks
+    data is refused, whatever the head. The detector's crop convention (``box_scale``, ``box_shift``)
+    is measured on the training crops (:func:`~landmarks.detector.crop_convention`), so that
+    :meth:`~landmarks.detector.Detector.predict` cuts the same crop around a face box. Returns the
+    detector and its history."""
+    from landmarks.detector import CONVENTION_SAMPLES, build_detector, crop_convention, training_landmarks
 
     shapes = training_landmarks(train_data) if spec.head == "pip" else None
+    scale, shift = crop_convention(shapes if shapes is not None else training_landmarks(train_data, CONVENTION_SAMPLES),
+                                   spec.image_size)
     torch.manual_seed(seed)
-    detector = build_detector(spec, shapes, modifiers=modifiers, layout=fit_options.get("layout"))
+    detector = build_detector(spec, shapes, modifiers=modifiers, layout=fit_options.get("layout"), box_scale=scale,
+                              box_shift=shift)
     options = {**dict(schedule), **fit_options}
     history = fit(detector, train_data, val_data, seed=seed, progress=progress, config=detector.config(),
                   data=data, **options)
