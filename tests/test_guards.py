@@ -214,3 +214,17 @@ def test_a_long_projected_run_is_announced_once(monkeypatch, capsys):
         warnings.simplefilter("always")
         train_toy(epochs=3)
     assert not [w for w in caught if "projected" in str(w.message)]
+
+
+def test_a_run_removes_the_temporaries_of_killed_writers_at_its_start(tmp_path, monkeypatch):
+    """A ``kill -9`` during a save leaves ``.last.pt.<pid>.tmp``; the next run removes it before its
+    first epoch (checked by failing that epoch's first step)."""
+    import subprocess
+
+    dead = subprocess.Popen(["sleep", "0"])
+    dead.wait()
+    stale = tmp_path / f".{CHECKPOINT_NAME}.{dead.pid}.tmp"
+    stale.write_bytes(b"x" * 1000)
+    with pytest.raises(DivergenceError):
+        train_toy(tmp_path, epochs=1, task=spike_task(1, factor=1e20))
+    assert not stale.exists() and not (tmp_path / CHECKPOINT_NAME).exists()

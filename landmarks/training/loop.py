@@ -110,7 +110,7 @@ from tqdm.auto import tqdm
 from landmarks.data.layouts import Layout
 from landmarks.evaluation.loop import evaluate, layout_for, loader as make_loader, predictions, to_device
 from landmarks.training.checkpoints import (FORMAT, atomic_save, config_differences, describe_differences,
-                                            load_checkpoint, normalise_config, provenance)
+                                            load_checkpoint, normalise_config, provenance, remove_stale_temporaries)
 
 if TYPE_CHECKING:
     from landmarks.detector import Detector, ModelSpec
@@ -557,6 +557,8 @@ def _fit(detector: "Detector", task: Task, update: Step, train_data: Dataset, va
     update.bind(context)
 
     path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if path is not None and process.main:
+        remove_stale_temporaries(path)  # what writers killed outright (kill -9) left beside last.pt
     if path is not None and path.exists():
         if resume:
             state = load_checkpoint(path, kind="training", map_location=device)
