@@ -15,8 +15,11 @@ and decoded once, its model size and schedule) unless options say otherwise.
 Every size and schedule default comes from :func:`landmarks.profile.current`, so
 ``LANDMARKS_PROFILE=full`` switches them all; options given on the command line win.
 :func:`main` is the entry point (``python -m landmarks`` calls it); it returns 0 on success and
-raises ``SystemExit(2)`` with a one-line message for bad input (a missing file or dataset root,
-an unreadable image, a bad box), as argparse does for bad options.
+raises ``SystemExit(2)`` with a one-line message for bad input, as argparse does for bad options: a
+missing file or dataset root, an unreadable, truncated or mislabelled file (named), a bad box, an
+option value that cannot train, a device this machine lacks, an output that cannot be written
+(checked before any work), a run that diverged, a resume that does not fit its checkpoint. When the
+reader of the output goes away (``predict ... | head``) it ends quietly with status 1.
 
 Torch, OpenCV and matplotlib are imported inside the subcommands, so ``--help`` answers at once.
 The option choices below are written out for the same reason; ``tests/test_cli.py`` checks them
