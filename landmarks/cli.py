@@ -19,7 +19,8 @@ raises ``SystemExit(2)`` with a one-line message for bad input, as argparse does
 missing file or dataset root, an unreadable, truncated or mislabelled file (named), a bad box, an
 option value that cannot train, a device this machine lacks, an output that cannot be written
 (checked before any work), a run that diverged, a resume that does not fit its checkpoint. When the
-reader of the output goes away (``predict ... | head``) it ends quietly with status 1.
+reader of the output goes away (``predict ... | head``) it ends quietly with status 1; Ctrl-C ends
+it with one line (saying where a training run resumes from) and status 130.
 
 Torch, OpenCV and matplotlib are imported inside the subcommands, so ``--help`` answers at once.
 The option choices below are written out for the same reason; ``tests/test_cli.py`` checks them
@@ -640,6 +641,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of our output left (``| head``): end quietly, as cat does
         _silence_stdout()
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, and where a training run can go on from
+        checkpoint = getattr(args, "checkpoint_dir", None)
+        resume = ""
+        if checkpoint is not None and (checkpoint / "last.pt").is_file():
+            resume = f"; {checkpoint / 'last.pt'} holds the last finished epoch: run the same command to resume"
+        sys.stderr.write(f"python -m landmarks {args.command}: interrupted{resume}\n")
+        return 130
     # the library's "bad input" errors, and a run that diverged (FloatingPointError: NaN or a blow-up)
     except (UsageError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
             PermissionError, FloatingPointError) as error:

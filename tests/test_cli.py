@@ -407,3 +407,19 @@ def test_predict_cuts_the_crop_the_model_was_trained_on_around_a_tight_box(train
     assert code == 0
     crop = detector.crop_boxes(np.array(box))[0]
     np.testing.assert_allclose(points_of(out), expected_points(trained[0], rgb, crop), atol=1e-3)
+
+
+def test_ctrl_c_says_where_the_run_resumes_from(tmp_path, monkeypatch, capsys):
+    checkpoints = tmp_path / "run"
+    code, _ = run(["train", *TINY, "--checkpoint-dir", str(checkpoints), "--output", str(tmp_path / "m.pt")])
+    assert code == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("landmarks.training.loop.train_spec", interrupted)
+    code, _ = run(["train", *TINY, "--epochs", "2", "--checkpoint-dir", str(checkpoints), "--output",
+                   str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "interrupted" in err and "last.pt holds the last finished epoch: run the same command to resume" in err

@@ -235,3 +235,24 @@ def test_binary_bytes_under_an_annotation_name_are_named_not_text(tmp_path, cont
     (tmp_path / "list.txt").write_bytes(content)
     with pytest.raises(ValueError, match=rf"^{tmp_path / 'list.txt'}: not a text WFLW list file"):
         read_wflw_list(tmp_path / "list.txt")
+
+
+def test_an_interruption_inside_torch_save_stays_an_interruption(tmp_path, monkeypatch):
+    """Ctrl-C inside ``torch.save``: torch's zip writer raises a RuntimeError of its own on the way
+    out (``unexpected pos 118464 vs 118360``, seen from the command line); the caller still gets the
+    KeyboardInterrupt, the old file and no temporary."""
+    path = tmp_path / "last.pt"
+    atomic_save({"epoch": 1}, path)
+
+    def interrupted_save(obj, handle):  # what torch.save does when Ctrl-C lands in write_record
+        handle.write(b"half a record")
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 118464 vs 118360")
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1} and temporaries(tmp_path) == []

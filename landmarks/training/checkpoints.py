@@ -81,14 +81,27 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, target)
-    except _Terminated:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
-        signal.raise_signal(signal.SIGTERM)  # the default action again: terminate as if never caught
-        raise
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        interruption = _interruption(error)
+        if isinstance(interruption, _Terminated):
+            signal.raise_signal(signal.SIGTERM)  # the default action again: terminate as if never caught
+        if interruption is not None and interruption is not error:
+            raise interruption from None
         raise
     return path
+
+
+def _interruption(error: BaseException) -> BaseException | None:
+    """The ``KeyboardInterrupt`` (or SIGTERM) behind ``error``, if any: interrupted inside
+    ``torch.save``, torch's zip writer raises a ``RuntimeError`` of its own on the way out, with the
+    interruption as its context."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (KeyboardInterrupt, _Terminated)):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def remove_stale_temporaries(path: str | Path) -> list[Path]:
