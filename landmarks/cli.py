@@ -285,7 +285,7 @@ def _check_output_file(path: Path | None, option: str) -> None:
         raise UsageError(f"{option} {path}: {what}; give the name of a file to write")
 
 
-def _check_counts(args: argparse.Namespace, settings: profiles.Profile) -> None:
+def _check_training_options(args: argparse.Namespace, settings: profiles.Profile) -> None:
     """``UsageError`` for sizes and rates that cannot train (before any data is read)."""
     positive = {"--epochs": settings.epochs, "--batch-size": settings.batch_size, "--image-size": settings.image_size,
                 "--train-size": args.train_size}
@@ -476,7 +476,7 @@ def run_train(args: argparse.Namespace, command: str) -> int:
     from landmarks.data.layouts import get_layout
 
     settings = train_settings(args)
-    _check_counts(args, settings)
+    _check_training_options(args, settings)
     _check_output_file(args.output, "--output")
     device = _device(args.device)
     if settings.for_gpu and device == "cpu":

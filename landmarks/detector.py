@@ -403,7 +403,6 @@ class Detector:
         record.setdefault("command", state.get("command"))
         return detector, record
 
-
     def _check_decodes(self, path: str | Path) -> None:
         """``ValueError`` naming ``path`` when the stored decoder cannot decode the stored network's
         outputs (a file whose head record and weights disagree), found on one blank crop now rather
