@@ -15,7 +15,7 @@ book's test faces (NME, FR@0.1, AUC@0.1, inter-ocular) and on two harder test do
 - ``pipnet_s32`` (chapter 3): the PIP head at stride 32 with 10 neighbours (neighbour regression);
   its metrics also carry ``nme_own`` (and ``nme_own/<domain>``), the same network decoded from
   each landmark's own maps only;
-- ``pipnet_s32_plain`` (chapter 5, one seed): the same PIPNet trained *without* augmentation, the
+- ``pipnet_s32_plain`` (chapters 4 and 5): the same PIPNet trained *without* augmentation, the
   detector that shows why translation ensembles need a translation-equivariant model.
 
 (Map Nets at strides 2 and 1 cost three to ten times a PIP head's training; the stored budget
@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from landmarks.book.domains import book_domain
-from landmarks.book.experiments import book_data, experiment, first_seed, scores
+from landmarks.book.experiments import book_data, experiment, scores
 from landmarks.data.synthetic import SyntheticData, SyntheticFaces
 from landmarks.data.transforms import Augmented, geometric_augmentation
 from landmarks.data.views import MemoryDataset
@@ -48,7 +48,7 @@ DETECTORS: dict[str, tuple[str, dict[str, Any]]] = {
     "pipnet_s32": ("03", dict(head="pip", net_stride=32, num_neighbours=10)),
     "pipnet_s32_plain": ("05", dict(head="pip", net_stride=32, num_neighbours=10)),
 }
-#: Trained without augmentation (and stored for one seed: a demonstration, not a comparison).
+#: Trained without augmentation.
 UNAUGMENTED = ("pipnet_s32_plain",)
 AUGMENTATION = "geometric: translate +-30/256 of the side, flip, rotate +-30 degrees, p 0.5 each"
 #: The harder test domains every head is also scored on (chapter 3's occlusion and unusual shapes).
@@ -147,5 +147,5 @@ for _name, (_chapter, _fields) in DETECTORS.items():
     experiment(_name, _chapter,
                settings=lambda profile, n=_name: settings(n, profile),
                train=lambda profile, seed, progress, n=_name: train(n, profile, seed, progress),
-               evaluate=evaluate, label=_name, seeds=first_seed if _name in UNAUGMENTED else None,
+               evaluate=evaluate, label=_name,
                build=lambda profile, n=_name: build_detector(spec(n, profile), training_shapes(profile)))

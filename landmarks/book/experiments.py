@@ -21,7 +21,7 @@ from landmarks.evaluation.loop import evaluate
 from landmarks.profile import Profile
 from landmarks.store import Experiment, Store, Trained
 
-__all__ = ["STORE", "store_root", "book_data", "scores", "experiment", "first_seed"]
+__all__ = ["STORE", "store_root", "book_data", "scores", "experiment"]
 
 ENV_VARIABLE = "LANDMARKS_STORE"
 
@@ -40,12 +40,6 @@ def experiment(name: str, chapter: str, settings: Callable[[Profile], Mapping[st
                **options: Any) -> Experiment:
     """Declare an experiment and add it to :data:`STORE`."""
     return STORE.add(Experiment(name, chapter, settings, train, evaluate, **options))
-
-
-def first_seed(profile: Profile) -> tuple[int, ...]:
-    """The profile's first seed only: for runs a chapter shows as an illustration and compares with
-    nothing (chapter 2's unaugmented models)."""
-    return tuple(profile.seeds[:1])
 
 
 def book_data(profile: Profile) -> tuple[SyntheticData, SyntheticData]:
